@@ -1,0 +1,36 @@
+"""The ``ww-ray`` command line: one sub-command per stage, each defined next to its code.
+
+Each entry of ``_COMMAND_MODULES`` is a module exposing ``register(subparsers)`` which adds its
+sub-commands and sets ``func`` on the parsed namespace. Modules are imported only when the command
+line is built, so ``ww-ray --help`` stays fast enough and a broken optional stage cannot hide the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+_COMMAND_MODULES = [
+    "ww_ray.spectral_cli",     # analyze
+    "ww_ray.zoos.cli",         # zoo list / zoo show
+    "ww_ray.engine.cli",       # sweep, rescan
+    "ww_ray.analysis.cli",     # regress, ingest, query, report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ww-ray", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
