@@ -1,1 +1,12 @@
+"""ww_ray: predict the quality of pretrained neural networks from their weight spectra, at scale on Ray.
 
+``analyze(source, preset="paper", **options)`` gives one row per analysed weight matrix;
+``summarize(rows)`` gives the model averages. See README.md and DESIGN.md.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ww_ray.api import analyze, summarize  # noqa: E402
+
+__all__ = ["analyze", "summarize", "__version__"]

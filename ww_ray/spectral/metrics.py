@@ -1,0 +1,162 @@
+"""Per-matrix metrics: eigenvalues (batched by shape) → power-law fit, norms, RMT diagnostics → rows.
+
+``compute_rows`` is what a worker runs on a shard of ``SpectralInput``s. Matrices of the same shape
+are stacked and decomposed in one batched call (all k×k slices of a conv layer, the 12 attention
+projections of a transformer). Each row's metrics follow DESIGN.md §2; a row never raises: a
+failure becomes ``status="failed"`` with the error.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from ww_ray.spectral.esd import gram_eigenvalues, resolve_device
+from ww_ray.spectral.matrices import SpectralInput
+from ww_ray.spectral.powerlaw_fit import fit_power_law
+from ww_ray.spectral.presets import AnalysisOptions
+from ww_ray.spectral.rmt import esd_distance, fit_marchenko_pastur, shuffle_entries
+
+ANALYZER_VERSION = "ww_ray-spectral-1"
+
+UNDER_TRAINED_ALPHA = 6.0
+OVER_TRAINED_ALPHA = 2.0
+
+# Largest stacked batch decomposed in one call (bytes of the float64 Gram stack).
+_MAX_BATCH_BYTES = 1 << 29
+
+METRIC_DEFAULTS: dict[str, Any] = {
+    "lambda_max": math.nan, "log_spectral_norm": math.nan, "norm": math.nan, "log_norm": math.nan,
+    "alpha": math.nan, "alpha_weighted": math.nan, "log_alpha_norm": math.nan, "stable_rank": math.nan,
+    "entropy": math.nan, "matrix_rank": None, "xmin": math.nan, "xmax": math.nan, "D": math.nan,
+    "sigma": math.nan, "num_pl_spikes": None, "mp_softrank": math.nan, "sigma_mp": math.nan,
+    "lambda_plus": math.nan, "num_spikes": None, "rand_distance": math.nan, "num_traps": None,
+    "warning": None,
+}
+
+
+def matrix_rank(evals: np.ndarray, N: int) -> int:
+    """Numerical rank from eigenvalues, NumPy's rule on singular values: σ > σmax·N·eps."""
+    singular = np.sqrt(evals)
+    return int(np.count_nonzero(singular > singular.max() * N * np.finfo(np.float64).eps))
+
+
+def matrix_entropy(evals: np.ndarray, rank: int) -> float:
+    """Normalised matrix entropy −Σ p ln p / ln(rank), p = λ/Σλ (0 for rank ≤ 1)."""
+    if rank <= 1:
+        return 0.0
+    p = evals[evals > 0] / evals.sum()
+    return float(-(p * np.log(p)).sum() / math.log(rank))
+
+
+def esd_metrics(evals: np.ndarray, N: int, M: int, options: AnalysisOptions) -> dict[str, Any]:
+    """All DESIGN.md §2 metrics of one ESD (eigenvalues already scaled); raises ValueError if unusable."""
+    total = float(evals.sum())
+    if not total > 0.0:
+        raise ValueError("all eigenvalues are zero")
+    lambda_max = float(evals.max())
+    rank = matrix_rank(evals, N)
+    fit = fit_power_law(
+        evals, threshold=options.evals_threshold,
+        small_n_cutoff=options.small_n_cutoff if options.small_n_fit else None,
+        min_tail=options.small_n_min_tail, fit=options.fit, xmax=options.xmax,
+    )
+    row = dict(METRIC_DEFAULTS)
+    row.update(
+        lambda_max=lambda_max, log_spectral_norm=math.log10(lambda_max), norm=total,
+        log_norm=math.log10(total), stable_rank=total / lambda_max, matrix_rank=rank,
+        entropy=matrix_entropy(evals, rank),
+    )
+    if fit.ok:
+        positive = evals[evals > 0]
+        row.update(
+            alpha=fit.alpha, xmin=fit.xmin, xmax=fit.xmax, D=fit.D, sigma=fit.sigma,
+            num_pl_spikes=int(np.sum(evals >= fit.xmin)),
+            alpha_weighted=fit.alpha * math.log10(lambda_max),
+            # log10 Σ λ^α in log space: λ^α overflows float64 for large λ and α.
+            log_alpha_norm=float(logsumexp(fit.alpha * np.log(positive)) / math.log(10)),
+            warning=("under-trained" if fit.alpha > UNDER_TRAINED_ALPHA
+                     else "over-trained" if fit.alpha < OVER_TRAINED_ALPHA else ""),
+        )
+    else:
+        row.update(warning="failed", fit_error=fit.error)
+    if options.mp_fit:
+        mp = fit_marchenko_pastur(evals, N, M)
+        row.update(sigma_mp=mp.sigma_mp, lambda_plus=mp.lambda_plus, mp_softrank=mp.mp_softrank,
+                   num_spikes=mp.num_spikes)
+    return row
+
+
+def _pooled_evals(item: SpectralInput, per_matrix: np.ndarray) -> np.ndarray:
+    if item.eval_multiplicity is not None:
+        per_matrix = np.repeat(per_matrix, item.eval_multiplicity, axis=0)
+    return np.sort(per_matrix.ravel()) * item.eval_scale
+
+
+def _batched_eigenvalues(items: list[SpectralInput], device: str) -> list[np.ndarray]:
+    """Per-matrix eigenvalues for same-shape items, decomposed in as few calls as memory allows."""
+    stack_sizes = [it.matrices.shape[0] for it in items]
+    m = min(items[0].matrices.shape[1:])
+    per_call = max(1, _MAX_BATCH_BYTES // (16 * m * m))
+    stacked = np.concatenate([it.matrices for it in items]) if len(items) > 1 else items[0].matrices
+    parts = [gram_eigenvalues(stacked[s:s + per_call], device=device) for s in range(0, len(stacked), per_call)]
+    evals = np.concatenate(parts)
+    return np.split(evals, np.cumsum(stack_sizes)[:-1])
+
+
+def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dict[str, Any]:
+    return {
+        "layer_index": item.layer_index, "layer_name": item.layer_name, "layer_type": item.layer_type,
+        "slice_id": item.slice_id, "conv_method": item.conv_method, "N": item.N, "M": item.M,
+        "Q": item.N / item.M if item.M else math.nan, "rf": item.rf, "num_evals": item.num_evals,
+        **METRIC_DEFAULTS, "status": item.status, "error": item.error, "preset": options.preset,
+        "analyzer_version": ANALYZER_VERSION, "device": device, "seconds": 0.0,
+    }
+
+
+def _randomized_control(item: SpectralInput, evals: np.ndarray, options: AnalysisOptions, device: str) -> dict:
+    seed = (options.seed, item.layer_index, item.slice_id or 0)
+    shuffled = shuffle_entries(item.matrices, seed)
+    rand_evals = _pooled_evals(item, gram_eigenvalues(shuffled, device=device))
+    traps = fit_marchenko_pastur(rand_evals, item.N, item.M).num_spikes
+    return {"rand_distance": esd_distance(evals, rand_evals), "num_traps": traps}
+
+
+def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: str = "auto") -> list[dict[str, Any]]:
+    """Rows (dicts with the LAYERS_SCHEMA shape, metric and status fields) for ``inputs``, in order."""
+    used_device = resolve_device(device if device != "auto" else options.device)
+    rows = [_base_row(item, options, used_device) for item in inputs]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for position, item in enumerate(inputs):
+        if item.status == "ok":
+            groups[(item.matrices.shape[1:], np.iscomplexobj(item.matrices))].append(position)
+    for positions in groups.values():
+        items = [inputs[p] for p in positions]
+        started = time.perf_counter()
+        try:
+            per_item = _batched_eigenvalues(items, used_device)
+        except Exception as exc:  # a LAPACK/CUDA failure fails these rows, not the shard
+            for p in positions:
+                rows[p].update(status="failed", error=f"eigenvalue computation failed: {exc}")
+            continue
+        total_cost = sum(it.cost for it in items) or 1.0
+        eig_seconds = time.perf_counter() - started
+        for p, item, evals_per_matrix in zip(positions, items, per_item):
+            started = time.perf_counter()
+            try:
+                evals = _pooled_evals(item, evals_per_matrix)
+                metrics = esd_metrics(evals, item.N, item.M, options)
+                fit_error = metrics.pop("fit_error", None)
+                rows[p].update(metrics)
+                if fit_error:  # norms are still valid: the row stays ok, warning says "failed"
+                    rows[p]["error"] = f"power-law fit failed: {fit_error}"
+                if options.randomize:
+                    rows[p].update(_randomized_control(item, evals, options, used_device))
+            except Exception as exc:
+                rows[p].update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            rows[p]["seconds"] = eig_seconds * item.cost / total_cost + time.perf_counter() - started
+    return rows

@@ -1,0 +1,40 @@
+"""Model summary: the per-model averages of per-matrix metrics (what the regression uses).
+
+Averages are over analysed matrices (``status == "ok"``), leaving out embedding layers (the paper
+excludes them: they are not implicitly normalised). ``<metric>_compound`` first averages the rows
+of each layer (e.g. the k×k slices of a conv layer), then averages the layers.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"layer_index": [0, 0, 1], "layer_type": ["conv2d", "conv2d", "linear"],
+    ...                      "status": ["ok"] * 3, "alpha": [2.0, 4.0, 6.0]})
+    >>> s = summarize(rows)
+    >>> s["alpha"], s["alpha_compound"], s["num_layers"]
+    (4.0, 4.5, 2)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from ww_ray.store.schema import SUMMARY_METRICS
+
+
+def summarize(layers: pd.DataFrame) -> dict[str, Any]:
+    """Model averages of a per-layer DataFrame as returned by ``ww_ray.analyze``."""
+    status = layers["status"] if "status" in layers else pd.Series("ok", index=layers.index)
+    analysed = layers[(status == "ok") & (layers.get("layer_type", "") != "embedding")]
+    summary: dict[str, Any] = {}
+    for metric in SUMMARY_METRICS:
+        if metric in analysed and analysed[metric].notna().any():
+            values = pd.to_numeric(analysed[metric], errors="coerce")
+            summary[metric] = float(values.mean())
+            summary[f"{metric}_compound"] = float(values.groupby(analysed["layer_index"]).mean().mean())
+        else:
+            summary[metric] = math.nan
+            summary[f"{metric}_compound"] = math.nan
+    summary["num_layers"] = int(analysed["layer_index"].nunique()) if len(analysed) else 0
+    failed = layers[status == "failed"]
+    summary["num_failed_layers"] = int(failed["layer_index"].nunique()) if "layer_index" in failed else len(failed)
+    return summary
