@@ -28,6 +28,8 @@ OVER_TRAINED_ALPHA = 2.0
 
 # Largest stacked batch decomposed in one call (bytes of the float64 Gram stack).
 _MAX_BATCH_BYTES = 1 << 29
+# Matrices with a smaller side at least this large are decomposed one by one on the CPU.
+_STACK_BELOW = 256
 
 METRIC_DEFAULTS: dict[str, Any] = {
     "lambda_max": math.nan, "log_spectral_norm": math.nan, "norm": math.nan, "log_norm": math.nan,
@@ -98,9 +100,17 @@ def _pooled_evals(item: SpectralInput, per_matrix: np.ndarray) -> np.ndarray:
 
 
 def _batched_eigenvalues(items: list[SpectralInput], device: str) -> list[np.ndarray]:
-    """Per-matrix eigenvalues for same-shape items, decomposed in as few calls as memory allows."""
-    stack_sizes = [it.matrices.shape[0] for it in items]
+    """Per-matrix eigenvalues for same-shape items.
+
+    Small matrices (conv slices) are stacked into few batched calls: per-call overhead dominates
+    them. Large ones (m ≥ ``_STACK_BELOW``) go one by one: LAPACK gains nothing from the stack and
+    the float64 copy of a whole stack costs more in page faults than it saves.
+    """
     m = min(items[0].matrices.shape[1:])
+    if m >= _STACK_BELOW and device == "cpu":
+        return [np.concatenate([gram_eigenvalues(it.matrices[b:b + 1], device=device)
+                                for b in range(it.matrices.shape[0])]) for it in items]
+    stack_sizes = [it.matrices.shape[0] for it in items]
     per_call = max(1, _MAX_BATCH_BYTES // (16 * m * m))
     stacked = np.concatenate([it.matrices for it in items]) if len(items) > 1 else items[0].matrices
     parts = [gram_eigenvalues(stacked[s:s + per_call], device=device) for s in range(0, len(stacked), per_call)]
