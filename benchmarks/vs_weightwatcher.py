@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ww_ray.spectral.matrices import layer_inputs
 from ww_ray.spectral.presets import resolve_options
 from ww_ray.zoos.source import open_source
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+SHARED = Path(os.environ.get("WW_RAY_SHARED_MODELS", Path(__file__).resolve().parents[1].parent / "shared" / "models"))
 
 
 def gpt2_small_shaped(seed: int = 0) -> torch.nn.Module:

@@ -18,7 +18,20 @@ from typing import Any
 
 import pandas as pd
 
-from ww_ray.store.schema import SUMMARY_METRICS
+# Metrics averaged per model; each appears as `<name>` and `<name>_compound` in summaries and
+# in the `models` table.
+SUMMARY_METRICS = [
+    "log_norm",
+    "log_spectral_norm",
+    "alpha",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "stable_rank",
+    "entropy",
+    "mp_softrank",
+    "rand_distance",
+    "lambda_max",
+]
 
 
 def summarize(layers: pd.DataFrame) -> dict[str, Any]:

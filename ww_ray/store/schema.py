@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+from ww_ray.spectral.summary import SUMMARY_METRICS
+
+SCHEMA_VERSION = 2  # 2: commit_id on layers and models
 
 KEY_FIELDS = [
     pa.field("source", pa.string()),
@@ -67,32 +69,23 @@ ROW_STATUS_FIELDS = [
 
 LAYERS_SCHEMA = pa.schema(
     KEY_FIELDS
-    + [pa.field("run_id", pa.string()), pa.field("architecture", pa.string()), pa.field("dataset", pa.string())]
+    + [
+        pa.field("run_id", pa.string()),
+        pa.field("commit_id", pa.string()),  # one per commit_model call: ties a model row to its layer rows
+        pa.field("architecture", pa.string()),
+        pa.field("dataset", pa.string()),
+    ]
     + LAYER_SHAPE_FIELDS
     + LAYER_METRIC_FIELDS
     + ROW_STATUS_FIELDS,
     metadata={b"ww_ray.table": b"layers", b"ww_ray.schema_version": str(SCHEMA_VERSION).encode()},
 )
 
-# Metrics averaged per model; each appears as `<name>` (mean over analysed matrices, embeddings
-# left out) and `<name>_compound` (mean of per-layer means).
-SUMMARY_METRICS = [
-    "log_norm",
-    "log_spectral_norm",
-    "alpha",
-    "alpha_weighted",
-    "log_alpha_norm",
-    "stable_rank",
-    "entropy",
-    "mp_softrank",
-    "rand_distance",
-    "lambda_max",
-]
-
 MODELS_SCHEMA = pa.schema(
     KEY_FIELDS
     + [
         pa.field("run_id", pa.string()),
+        pa.field("commit_id", pa.string()),
         pa.field("architecture", pa.string()),
         pa.field("dataset", pa.string()),
         pa.field("task", pa.string()),

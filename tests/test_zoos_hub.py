@@ -1,0 +1,189 @@
+"""The Hugging Face Hub zoo: enumeration through an injected client, offline cache, safety, sizes."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub.hf_api import ModelInfo
+from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
+
+from tests._zoos_util import make_hf_cache, tiny_gpt2
+from ww_ray.config import parse_config
+from ww_ray.zoos import hub
+from ww_ray.zoos.errors import ModelSkipped, UnsafeIdError, ZooUnavailableError
+from ww_ray.zoos.registry import enumerate_specs, load_layer_weights
+from ww_ray.zoos.source import open_source
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_SHA = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+
+
+def _header_metadata(path: Path) -> SafetensorsFileMetadata:
+    """The real safetensors header of a file, as huggingface_hub reports it."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    metadata = header.pop("__metadata__", {}) or {}
+    return SafetensorsFileMetadata(metadata=metadata, tensors={
+        name: TensorInfo(dtype=t["dtype"], shape=t["shape"], data_offsets=tuple(t["data_offsets"]))
+        for name, t in header.items()})
+
+
+class FakeHfApi:
+    """HfApi-compatible client over local folders: {repo_id: (sha, folder, model_type)}."""
+
+    def __init__(self, repos: dict[str, tuple[str, Path | None, str]], listing: list[str]) -> None:
+        self.repos = repos
+        self.listing = listing
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def list_models(self, **kwargs: Any):
+        self.calls.append(("list_models", kwargs))
+        for repo_id in self.listing[: kwargs.get("limit") or None]:
+            sha = self.repos.get(repo_id, ("0" * 40,))[0]
+            yield ModelInfo(id=repo_id, sha=sha, pipeline_tag="text-generation", library_name="transformers")
+
+    def model_info(self, repo_id: str, revision: str | None = None, files_metadata: bool = False) -> ModelInfo:
+        self.calls.append(("model_info", {"repo_id": repo_id, "revision": revision}))
+        sha, folder, model_type = self.repos[repo_id]
+        siblings = [{"rfilename": p.name, "size": p.stat().st_size} for p in sorted(folder.iterdir())]
+        return ModelInfo(id=repo_id, sha=sha, siblings=siblings, config={"model_type": model_type},
+                         pipeline_tag="text-generation", library_name="transformers")
+
+    def get_safetensors_metadata(self, repo_id: str, revision: str | None = None) -> SafetensorsRepoMetadata:
+        self.calls.append(("get_safetensors_metadata", {"repo_id": repo_id, "revision": revision}))
+        folder = self.repos[repo_id][1]
+        files = {p.name: _header_metadata(p) for p in sorted(folder.glob("*.safetensors"))}
+        weight_map = {t: name for name, fm in files.items() for t in fm.tensors}
+        return SafetensorsRepoMetadata(metadata=None, sharded=len(files) > 1, weight_map=weight_map,
+                                       files_metadata=files)
+
+
+@pytest.fixture()
+def gpt_repos(tmp_path: Path) -> dict[str, tuple[str, Path, str]]:
+    repos = {}
+    for i, (name, layers) in enumerate((("openai-community/gpt2", 2), ("openai-community/gpt2-medium", 3))):
+        folder = tmp_path / name.replace("/", "__")
+        tiny_gpt2(n_layer=layers, seed=i).save_pretrained(folder)
+        repos[name] = (f"{i + 1:040x}", folder, "gpt2")
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    import torch
+    torch.save(tiny_gpt2(n_layer=1).state_dict(), pickled / "pytorch_model.bin")
+    (pickled / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    repos["someone/pickled-only"] = ("f" * 40, pickled, "gpt2")
+    return repos
+
+
+def test_enumeration_with_injected_client(gpt_repos, monkeypatch: pytest.MonkeyPatch) -> None:
+    listing = ["openai-community/gpt2", "openai-community/gpt2-medium", "someone/pickled-only"]
+    client = FakeHfApi(gpt_repos, listing)
+    monkeypatch.setattr(hub, "make_client", lambda: client)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    config = parse_config({"zoos": [{"kind": "hub", "author": "openai-community", "library": "transformers",
+                                     "pipeline_tag": "text-generation", "dataset": "WebText", "limit": 3}]})
+    specs = enumerate_specs(config)
+    name, kwargs = client.calls[0]
+    assert name == "list_models" and kwargs["author"] == "openai-community" and kwargs["filter"] == "transformers"
+    assert kwargs["sort"] == "last_modified" and kwargs["limit"] == 3 and kwargs["pipeline_tag"] == "text-generation"
+    gpt2, medium, pickled = specs
+    folder = gpt_repos["openai-community/gpt2"][1]
+    assert (gpt2.source, gpt2.model_id, gpt2.revision) == ("hf", "openai-community/gpt2", f"{1:040x}")
+    assert gpt2.architecture == "gpt2" and gpt2.dataset == "webtext" and gpt2.task == "text-generation"
+    # Size and parameters come from the safetensors header, before any download.
+    assert gpt2.size_bytes == (folder / "model.safetensors").stat().st_size
+    model = tiny_gpt2(n_layer=2)
+    assert gpt2.params == sum(p.numel() for p in model.parameters())
+    assert gpt2.extra["num_layers"] == 2 + 4 * 2 and medium.extra["num_layers"] == 2 + 4 * 3
+    assert gpt2.extra["allow_patterns"] == ["model.safetensors", "config.json"]
+    assert "allow_pickle: true" in pickled.extra["skip_reason"]
+    with pytest.raises(ModelSkipped):
+        load_layer_weights(pickled)
+
+
+def test_load_downloads_only_weights_and_config(gpt_repos, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = FakeHfApi(gpt_repos, [])
+    monkeypatch.setattr(hub, "make_client", lambda: client)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: Any) -> str:
+        calls.append((repo_id, kwargs))
+        return str(gpt_repos[repo_id][1])
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    config = parse_config({"zoos": [{"kind": "hub", "models": ["openai-community/gpt2"],
+                                     "cache_dir": str(tmp_path / "cache")}]})
+    (spec,) = enumerate_specs(config)
+    layers = list(load_layer_weights(spec))
+    repo_id, kwargs = calls[0]
+    assert repo_id == "openai-community/gpt2" and kwargs["revision"] == f"{1:040x}"
+    assert kwargs["allow_patterns"] == ["model.safetensors", "config.json"]
+    assert kwargs["cache_dir"] == str(tmp_path / "cache")
+    assert [w.kind for w in layers] == ["embedding"] * 2 + ["hf_conv1d"] * 8
+    assert layers[0].name == "transformer.wte" and layers[2].shape == (32, 96)
+
+
+def test_size_cap_skips_before_download(gpt_repos, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub, "make_client", lambda: FakeHfApi(gpt_repos, []))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    config = parse_config({"zoos": [{"kind": "hub", "models": ["openai-community/gpt2"], "max_size": "10KB"}]})
+    (spec,) = enumerate_specs(config)
+    with pytest.raises(ModelSkipped, match="above this zoo's max_size of 10.0 KB"):
+        load_layer_weights(spec)
+
+
+def test_minilm_offline_from_local_cache(minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "hub-cache"
+    make_hf_cache(cache, MINILM, minilm_dir, MINILM_SHA, ["config.json", "model.safetensors"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "make_client", lambda: pytest.fail("no Hub call may happen offline"))
+    config = parse_config({"zoos": [{"kind": "hub", "models": [MINILM, "nobody/not-cached"],
+                                     "cache_dir": str(cache), "dataset": "sentence-pairs"}]})
+    minilm, missing = enumerate_specs(config)
+    assert (minilm.model_id, minilm.revision, minilm.architecture) == (MINILM, MINILM_SHA, "bert")
+    assert minilm.size_bytes == (minilm_dir / "model.safetensors").stat().st_size
+    layers = list(load_layer_weights(minilm))
+    assert len(layers) == 40 and layers[0].name == "embeddings.word_embeddings" and layers[0].kind == "embedding"
+    assert sum(w.kind == "linear" for w in layers) == 37
+    with pytest.raises(ZooUnavailableError) as info:
+        load_layer_weights(missing)
+    assert "hf download nobody/not-cached" in str(info.value) and "cache_dir" in str(info.value)
+    spec, uri_layers = open_source(f"hf:{MINILM}", cache_dir=str(cache))
+    assert spec.revision == MINILM_SHA and len(list(uri_layers)) == 40
+    with pytest.raises(ZooUnavailableError, match="HF_HUB_OFFLINE"):
+        enumerate_specs(parse_config({"zoos": [{"kind": "hub", "author": "openai-community"}]}))
+
+
+def test_unreachable_hub_falls_back_to_cache_or_fails_clearly(minilm_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unreachable:
+        def model_info(self, *args: Any, **kwargs: Any):
+            raise ConnectionError("network is unreachable")
+
+        def list_models(self, **kwargs: Any):
+            raise ConnectionError("network is unreachable")
+
+    cache = tmp_path / "hub-cache"
+    make_hf_cache(cache, MINILM, minilm_dir, MINILM_SHA, ["config.json", "model.safetensors"])
+    monkeypatch.setattr(hub, "make_client", Unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    config = parse_config({"zoos": [{"kind": "hub", "models": [MINILM, "org/absent"], "cache_dir": str(cache)}]})
+    cached, absent = enumerate_specs(config)
+    assert cached.revision == MINILM_SHA and cached.extra["cached"] is True
+    assert "network is unreachable" in absent.extra["load_error"]
+    with pytest.raises(ZooUnavailableError, match="HF_HUB_OFFLINE=1"):
+        enumerate_specs(parse_config({"zoos": [{"kind": "hub", "search": "bert"}]}))
+
+
+@pytest.mark.parametrize("bad", ["../etc", "/abs/model", "org/name/extra", "org/na me", "org/..", "..",
+                                 "org/name@../../x", "org\\name", "org/name;rm"])
+def test_unsafe_repo_ids_are_refused(bad: str) -> None:
+    with pytest.raises(UnsafeIdError):
+        hub.split_model_ref(bad)
+    with pytest.raises(UnsafeIdError):
+        open_source(f"hf:{bad}")

@@ -1,0 +1,359 @@
+"""Read named tensors out of checkpoint files safely and lazily.
+
+Supported: ``.safetensors`` files (read one tensor at a time through ``safetensors.safe_open``),
+PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
+code outside torch's allow-list is refused before anything runs) and Hugging Face model folders
+(``model.safetensors``, sharded ``model.safetensors.index.json``, and ``pytorch_model.bin`` /
+its shards only when ``allow_pickle_in_folders`` is set). Every failure is a ``CheckpointError``
+whose message says what the file is and what to do about it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ww_ray.zoos.names import depth_order_key
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin")
+CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+# Weight formats people keep next to checkpoints that ww_ray recognises but cannot read.
+UNSUPPORTED_SUFFIXES = (".h5", ".keras", ".tflite", ".onnx", ".pb", ".ckpt", ".npz", ".gguf")
+
+HF_SAFETENSORS = "model.safetensors"
+HF_SAFETENSORS_INDEX = "model.safetensors.index.json"
+HF_PICKLE = "pytorch_model.bin"
+HF_PICKLE_INDEX = "pytorch_model.bin.index.json"
+HF_CONFIG = "config.json"
+
+# Keys under which training scripts nest the state dict, most specific first.
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "params")
+# Prefixes left by wrappers (DataParallel / DistributedDataParallel, torch.compile).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read: missing, not a checkpoint, unsafe, or holding no tensors."""
+
+
+def is_hf_folder(path: Path) -> bool:
+    """True when ``path`` is a folder holding Hugging Face style weight files."""
+    path = Path(path)
+    return path.is_dir() and any(
+        (path / name).is_file() for name in (HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PICKLE, HF_PICKLE_INDEX)
+    )
+
+
+def read_hf_config(folder: Path) -> dict[str, Any]:
+    """The folder's ``config.json`` as a dict ({} when absent); a broken file is a CheckpointError."""
+    config_path = Path(folder) / HF_CONFIG
+    if not config_path.is_file():
+        return {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} does not hold a JSON object")
+    return config
+
+
+def checkpoint_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path]:
+    """The weight files behind ``path`` in reading order (one file, or a folder's shards).
+
+    Raises CheckpointError when nothing readable is there.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is neither a file nor a folder")
+    if (path / HF_SAFETENSORS).is_file():
+        return [path / HF_SAFETENSORS]
+    if (path / HF_SAFETENSORS_INDEX).is_file():
+        return _shards_from_index(path, path / HF_SAFETENSORS_INDEX)
+    has_pickle = (path / HF_PICKLE).is_file() or (path / HF_PICKLE_INDEX).is_file()
+    if has_pickle and not allow_pickle_in_folders:
+        raise CheckpointError(
+            f"{path} holds only pickled weights ({HF_PICKLE}); reading them is off by default. "
+            "Enable it with allow_pickle=True (config: `allow_pickle: true`); they are still loaded "
+            "with torch.load(weights_only=True), or convert the folder to safetensors."
+        )
+    if (path / HF_PICKLE).is_file():
+        return [path / HF_PICKLE]
+    if (path / HF_PICKLE_INDEX).is_file():
+        return _shards_from_index(path, path / HF_PICKLE_INDEX)
+    raise CheckpointError(
+        f"{path} is a folder without {HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX} or {HF_PICKLE}; "
+        "point at a checkpoint file or a Hugging Face model folder"
+    )
+
+
+def _shards_from_index(folder: Path, index_path: Path) -> list[Path]:
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{index_path} is not a valid shard index: {exc}") from exc
+    shards: list[Path] = []
+    root = folder.resolve()
+    for shard_name in dict.fromkeys(weight_map.values()):
+        shard = (folder / str(shard_name)).resolve()
+        if root not in shard.parents:
+            raise CheckpointError(f"{index_path} names a shard outside its folder: {shard_name!r}")
+        if not shard.is_file():
+            raise CheckpointError(f"{index_path} names a missing shard: {shard_name}")
+        shards.append(shard)
+    if not shards:
+        raise CheckpointError(f"{index_path} lists no shards")
+    return shards
+
+
+def sniff_format(path: Path) -> str | None:
+    """``"safetensors"`` or ``"torch"`` judged from the first bytes of a file, else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return None
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    return None
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return "safetensors"
+    if suffix in PICKLE_SUFFIXES:
+        return "torch"
+    if suffix in UNSUPPORTED_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: {suffix} weights are not supported; ww_ray reads .safetensors, "
+            f"{', '.join(PICKLE_SUFFIXES)} state dicts and Hugging Face model folders"
+        )
+    sniffed = sniff_format(path)
+    if sniffed is None:
+        raise CheckpointError(
+            f"{path} is not a checkpoint: expected .safetensors, {', '.join(PICKLE_SUFFIXES)} "
+            "or a Hugging Face model folder"
+        )
+    return sniffed
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names of a safetensors file (read from its header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys())
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def _iter_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        handle_cm = safe_open(str(path), framework="pt")
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+    with handle_cm as handle:
+        # The header lists names alphabetically ("h.10" before "h.2"): use an approximate depth order.
+        for key in sorted(handle.keys(), key=depth_order_key):
+            try:
+                tensor = handle.get_tensor(key)
+            except Exception as exc:
+                raise CheckpointError(f"{path}: cannot read tensor {key!r}: {exc}") from exc
+            yield key, tensor
+            del tensor
+
+
+def load_pickle(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows it)."""
+    kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": True}
+    if _is_zip(path):
+        kwargs["mmap"] = True
+    try:
+        return torch.load(str(path), **kwargs)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"no such checkpoint: {path}") from exc
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower() or "weights_only" in str(exc):
+            raise CheckpointError(
+                f"refused to load {path}: it is a pickle that needs code outside torch's weights_only "
+                "allow-list (a full Python object, or a payload that would run code). Nothing from it "
+                "was executed. Re-save it as a plain state dict or safetensors in a trusted environment. "
+                f"Detail: {_first_line(exc)}"
+            ) from exc
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {_first_line(exc)}") from exc
+    except Exception as exc:  # a corrupt stream can fail anywhere inside the unpickler
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def find_state_dict(obj: Any, *, origin: str = "checkpoint") -> Mapping[str, Any]:
+    """The mapping of tensors inside a loaded checkpoint (top level or under a container key)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{origin} holds a {type(obj).__name__}, not a state dict")
+    if _holds_tensors(obj, depth=0):
+        return obj
+    for key in _CONTAINER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and _holds_tensors(inner, depth=1):
+            return find_state_dict(inner, origin=f"{origin}[{key!r}]")
+    top = ", ".join(repr(k) for k in list(obj)[:10])
+    raise CheckpointError(f"{origin} holds no weight tensors (top-level keys: {top or 'none'})")
+
+
+def _holds_tensors(mapping: Mapping[str, Any], depth: int) -> bool:
+    """True when the mapping's values are mostly tensors (not a training-state wrapper)."""
+    values = list(mapping.values())
+    tensors = sum(isinstance(v, torch.Tensor) for v in values)
+    return tensors > 0 and tensors >= len(values) / 2
+
+
+def flatten_tensors(mapping: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` pairs of a (possibly nested) state dict; non-tensor entries skipped."""
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            yield name, value
+        elif isinstance(value, Mapping):
+            yield from flatten_tensors(value, prefix=f"{name}.")
+
+
+def strip_wrapper_prefixes(names: list[str]) -> dict[str, str]:
+    """Map each name to itself without a wrapper prefix shared by every name (``module.``)."""
+    mapping = {name: name for name in names}
+    for prefix in _WRAPPER_PREFIXES:
+        if mapping and all(new.startswith(prefix) for new in mapping.values()):
+            mapping = {old: new[len(prefix):] for old, new in mapping.items()}
+    return mapping
+
+
+def _iter_pickle(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    state = find_state_dict(load_pickle(path), origin=str(path))
+    pairs = list(flatten_tensors(state))
+    renamed = strip_wrapper_prefixes([name for name, _ in pairs])
+    del state
+    pairs.reverse()
+    while pairs:
+        name, tensor = pairs.pop()
+        yield renamed[name], tensor
+        del tensor
+
+
+def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, tensor)`` for every tensor of a checkpoint file or Hugging Face folder.
+
+    Safetensors are read lazily, one tensor at a time, in numeric-aware name order (their headers
+    store names alphabetically). Pickles keep the saved order, which is the module's order when the
+    file came from ``model.state_dict()``; ``module.`` prefixes are stripped and nested
+    ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers unwrapped.
+
+    Raises:
+        CheckpointError: missing path, unknown or unsupported format, unsafe pickle, no tensors.
+    """
+    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
+    if len(files) > 1 and all(_format_of(f) == "safetensors" for f in files):
+        yield from _iter_safetensors_shards(files)
+        return
+    for file in files:
+        if _format_of(file) == "safetensors":
+            yield from _iter_safetensors(file)
+        else:
+            yield from _iter_pickle(file)
+
+
+def _iter_safetensors_shards(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Read sharded safetensors in one numeric-aware order across shards, one tensor at a time."""
+    from safetensors import safe_open
+
+    owner: dict[str, Path] = {}
+    for file in files:
+        for key in safetensors_keys(file):
+            owner.setdefault(key, file)
+    current: Path | None = None
+    handle = None
+    try:
+        for key in sorted(owner, key=depth_order_key):
+            file = owner[key]
+            if file != current:
+                if handle is not None:
+                    handle.__exit__(None, None, None)
+                handle = safe_open(str(file), framework="pt").__enter__()
+                current = file
+            tensor = handle.get_tensor(key)
+            yield key, tensor
+            del tensor
+    finally:
+        if handle is not None:
+            handle.__exit__(None, None, None)
+
+
+def tensor_shapes(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(name, shape, dtype)`` of every tensor, from safetensors headers when possible (no data read)."""
+    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
+    out: list[tuple[str, tuple[int, ...], str]] = []
+    for file in files:
+        if _format_of(file) == "safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    for key in handle.keys():
+                        sl = handle.get_slice(key)
+                        out.append((key, tuple(int(s) for s in sl.get_shape()), str(sl.get_dtype())))
+            except Exception as exc:
+                raise CheckpointError(f"{file} is not a readable safetensors file: {exc}") from exc
+        else:
+            for key, tensor in _iter_pickle(file):
+                out.append((key, tuple(tensor.shape), str(tensor.dtype).replace("torch.", "")))
+    if any(_format_of(f) == "safetensors" for f in files):
+        out.sort(key=lambda item: depth_order_key(item[0]))
+    return out
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_digest(files: list[Path]) -> str:
+    """Revision of local weights: the file's SHA-256, or for several files the SHA-256 of
+    ``"<name> <sha256>\\n"`` lines in name order (so shards renamed together keep their identity)."""
+    if len(files) == 1:
+        return file_sha256(files[0])
+    lines = "".join(f"{Path(f).name} {file_sha256(Path(f))}\n" for f in sorted(files, key=lambda f: Path(f).name))
+    return hashlib.sha256(lines.encode()).hexdigest()

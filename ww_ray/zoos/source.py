@@ -1,0 +1,140 @@
+"""``open_source``: turn whatever the user hands ``ww_ray.analyze`` into a spec and its layer weights.
+
+Accepted sources: a ``torch.nn.Module``; a state dict (mapping of names to tensors, possibly
+nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.pt/.pth/.th/.bin`` file
+or a Hugging Face model folder; or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
+``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ww_ray.weights import LayerWeight
+from ww_ray.zoos.checkpoint import (
+    CheckpointError,
+    checkpoint_digest,
+    checkpoint_files,
+    find_state_dict,
+    flatten_tensors,
+    iter_state_dict,
+    read_hf_config,
+    strip_wrapper_prefixes,
+    tensor_shapes,
+)
+from ww_ray.zoos.layers import guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
+from ww_ray.zoos.names import count_parameters
+from ww_ray.zoos.spec import ModelSpec
+
+URI_SCHEMES = ("pytorchcv", "hf")
+
+
+def is_zoo_uri(source: object) -> bool:
+    """True for strings like ``pytorchcv:name`` or ``hf:org/name`` (not Windows drive paths)."""
+    if not isinstance(source, str) or ":" not in source:
+        return False
+    scheme = source.split(":", 1)[0]
+    return scheme in URI_SCHEMES
+
+
+def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    """Resolve ``source`` into its ``ModelSpec`` and a lazy iterator of its ``LayerWeight`` objects.
+
+    ``zoo_options`` go to the zoo behind a URI (for example ``root=`` for pytorchcv weights,
+    ``cache_dir=`` for the Hugging Face cache, ``allow_pickle=True`` for ``pytorch_model.bin``).
+
+    Raises:
+        CheckpointError: a path that is missing, not a checkpoint, or unsafe to unpickle.
+        ww_ray.zoos.errors.ZooError: a zoo URI that cannot be resolved or reached.
+        TypeError: a source of an unsupported type.
+    """
+    if isinstance(source, nn.Module):
+        return _open_module(source)
+    if isinstance(source, Mapping):
+        return _open_state_dict(source)
+    if is_zoo_uri(source):
+        from ww_ray.zoos.registry import load_layer_weights, spec_from_uri
+
+        spec = spec_from_uri(source, **zoo_options)
+        return spec, load_layer_weights(spec, **zoo_options)
+    if isinstance(source, (str, os.PathLike)):
+        return open_path(Path(source), allow_pickle=bool(zoo_options.get("allow_pickle", False)))
+    raise TypeError(
+        f"cannot analyse a {type(source).__name__}: pass a torch.nn.Module, a state dict, a checkpoint path "
+        "or a zoo URI (pytorchcv:NAME, hf:ORG/NAME)"
+    )
+
+
+def _open_module(module: nn.Module) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    weights = layer_weights_from_module(module)
+    params = sum(int(p.numel()) for p in module.parameters())
+    spec = ModelSpec(source="module", model_id=type(module).__name__, architecture=type(module).__name__,
+                     params=params, zoo_kind="module")
+    return spec, iter(weights)
+
+
+def _open_state_dict(state: Mapping[str, Any]) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    inner = find_state_dict(state, origin="state dict")
+    pairs = list(flatten_tensors(inner))
+    renamed = strip_wrapper_prefixes([name for name, _ in pairs])
+    items = [(renamed[name], tensor) for name, tensor in pairs]
+    model_type = guess_model_type(name for name, _ in items)
+    params = count_parameters((k, tuple(t.shape)) for k, t in items if t.is_floating_point())
+    spec = ModelSpec(source="state_dict", model_id="state_dict", architecture=model_type, params=params,
+                     zoo_kind="module", extra={"model_type": model_type} if model_type else {})
+    return spec, layer_weights_from_state_dict(items, model_type=model_type)
+
+
+def open_path(path: Path, *, allow_pickle: bool = False, source: str = "local", model_id: str | None = None,
+              spec_fields: Mapping[str, Any] | None = None) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    """Spec and lazy layer weights of a checkpoint file or Hugging Face folder.
+
+    The revision is the SHA-256 of the weight file(s); ``spec_fields`` fill in known metadata
+    (architecture, dataset, reported figures) and override what is read from the files.
+    """
+    path = Path(path)
+    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle)
+    config = read_hf_config(path) if path.is_dir() else {}
+    model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    all_safetensors = all(f.suffix == ".safetensors" for f in files)
+    params: int | None = None
+    if all_safetensors:
+        shapes = tensor_shapes(path, allow_pickle_in_folders=allow_pickle)
+        params = count_parameters((name, shape) for name, shape, _ in shapes)
+        if model_type is None:
+            model_type = guess_model_type(name for name, _, _ in shapes)
+        items: Any = iter_state_dict(path, allow_pickle_in_folders=allow_pickle)
+    else:
+        # Pickles are read whole anyway: load now so an unsafe or broken file fails here, not mid-analysis.
+        items = list(iter_state_dict(path, allow_pickle_in_folders=allow_pickle))
+        params = count_parameters((k, tuple(t.shape)) for k, t in items if t.is_floating_point())
+        if model_type is None:
+            model_type = guess_model_type(name for name, _ in items)
+    extra: dict[str, Any] = {"files": [str(f) for f in files]}
+    if model_type:
+        extra["model_type"] = model_type
+    fields: dict[str, Any] = {
+        "source": source,
+        "model_id": model_id or _default_model_id(path),
+        "revision": checkpoint_digest(files),
+        "architecture": model_type,
+        "params": params,
+        "uri": str(path.resolve()),
+        "size_bytes": sum(f.stat().st_size for f in files),
+        "zoo_kind": "local",
+        "extra": extra,
+    }
+    fields.update(spec_fields or {})
+    spec = ModelSpec(**fields)
+    return spec, layer_weights_from_state_dict(items, model_type=model_type)
+
+
+def _default_model_id(path: Path) -> str:
+    return path.name if path.is_dir() else path.stem
+
+
+__all__ = ["CheckpointError", "is_zoo_uri", "open_path", "open_source"]
