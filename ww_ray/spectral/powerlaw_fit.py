@@ -139,15 +139,17 @@ def _fit_with_powerlaw_package(x: np.ndarray, fit: str, xmax: str | None) -> Pow
     sink = io.StringIO()
     with redirect_stdout(sink), redirect_stderr(sink), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = powerlaw.Fit(x, xmax=upper, verbose=False, distribution=distribution,
-                              xmin_distribution=distribution)
-        alpha = result.truncated_power_law.alpha if fit == "TPL" else result.alpha
+        # xmin is chosen by the KS distance of the fitted distribution itself (the `distribution=`
+        # keyword WeightWatcher passes was removed in powerlaw 2.0; xmin_distribution does the same).
+        result = powerlaw.Fit(x, xmax=upper, verbose=False, xmin_distribution=distribution)
+        alpha = result.truncated_power_law.alpha if fit == "TPL" else result.power_law.alpha
         truncation = result.truncated_power_law.Lambda if fit == "TPL" else math.nan
+        distance, sigma = float(result.D), float(result.sigma)
     n_tail = int(np.sum(x >= result.xmin))
     ok = alpha is not None and np.isfinite(alpha)
     return PowerLawFit(
         alpha=float(alpha) if ok else math.nan, xmin=float(result.xmin), xmax=float(x[-1]),
-        D=float(result.D), sigma=float(result.sigma), n_tail=n_tail, truncation=float(truncation),
+        D=distance, sigma=sigma, n_tail=n_tail, truncation=float(truncation),
         ok=bool(ok), error=None if ok else "powerlaw package returned no alpha",
     )
 
