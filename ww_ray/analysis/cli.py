@@ -1,0 +1,167 @@
+"""Sub-commands of the analysis stage: ``regress``, ``ingest``, ``query``, ``report``."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.fs as pafs
+
+from ww_ray.analysis import query as query_mod
+from ww_ray.analysis.regression import DEFAULT_METRICS, GROUP_COLUMNS, TARGETS, read_exclude_file, regress, summary_table
+from ww_ray.store import new_run_id, read_table, resolve_root, write_manifest, write_regressions
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _existing_root(text: str):
+    root = resolve_root(text)
+    if root.filesystem.get_file_info(root.path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no dataset root at {text} (expected a folder with models/, layers/ ...)")
+    return root
+
+
+def _print_frame(frame: pd.DataFrame, digits: int = 4) -> None:
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 30, "display.width", 200):
+        print(frame.round(digits).to_string(index=False))
+
+
+def _run(func):
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (ValueError, KeyError, FileNotFoundError, FileExistsError, duckdb.Error) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+    return wrapper
+
+
+@_run
+def cmd_regress(args: argparse.Namespace) -> int:
+    root = _existing_root(args.root)
+    exclude = read_exclude_file(Path(args.exclude).read_text(encoding="utf-8")) if args.exclude else []
+    by = _split([args.by])
+    metrics = _split(args.metrics) or list(DEFAULT_METRICS)
+    models = read_table(root, "models")
+    fits = regress(models, metrics=metrics, target=args.target, min_models=args.min_models, exclude=exclude, by=by)
+    if fits.empty:
+        print(f"no (series, metric) with at least {args.min_models} ok models and an error figure "
+              f"({len(models)} models in {root}); nothing written", file=sys.stderr)
+        return 1
+    columns = [c for c in GROUP_COLUMNS if c in by] + ["metric", "target", "n", "slope", "intercept", "r2", "mse",
+                                                          "rmse", "kendall_tau", "kendall_p", "slope_p"]
+    _print_frame(fits[columns])
+    print("\nSummary over series (mean and std of R² and MSE per metric):")
+    _print_frame(summary_table(fits, positive_only=args.positive_only))
+    if not args.no_write:
+        run_id = new_run_id()
+        started = _dt.datetime.now(_dt.timezone.utc)
+        path = write_regressions(root, fits, run_id)
+        write_manifest(root, run_id, {
+            "kind": "regress", "started_at": started, "finished_at": _dt.datetime.now(_dt.timezone.utc),
+            "options": {"metrics": metrics, "target": args.target, "min_models": args.min_models,
+                        "exclude": exclude, "by": by},
+            "counts": {"regressions": len(fits), "series": int(fits.groupby(by).ngroups), "models_read": len(models)},
+        })
+        print(f"\nwrote {len(fits)} regressions to {path} (run {run_id})")
+    return 0
+
+
+@_run
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ww_ray.analysis.ingest import ingest_metrics
+
+    result = ingest_metrics(args.csv, args.reported or [], args.out, source=args.source,
+                            analyzer_version=args.analyzer_version, preset=args.preset)
+    print(f"ingested {result.models} models into {result.root} (run {result.run_id}); "
+          f"{result.with_error} have an error figure")
+    if result.without_error:
+        print(f"{len(result.without_error)} without a top-1/top-5 error (left out of error regressions): "
+              + ", ".join(result.without_error[:20]) + (" ..." if len(result.without_error) > 20 else ""))
+    if result.unmapped_columns:
+        print("columns with no models-table equivalent, not ingested: " + ", ".join(result.unmapped_columns))
+    for note in result.notes[:20]:
+        print(f"note: {note}")
+    if len(result.notes) > 20:
+        print(f"... and {len(result.notes) - 20} more notes")
+    return 0
+
+
+@_run
+def cmd_query(args: argparse.Namespace) -> int:
+    if args.list_examples:
+        for name, (description, sql) in query_mod.EXAMPLES.items():
+            print(f"{name}: {description}\n    {sql}\n")
+        return 0
+    root = _existing_root(args.root)
+    relation = query_mod.query(root, query_mod.resolve_sql(args.sql, args.example))
+    text = query_mod.write_result(relation, args.format, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+@_run
+def cmd_report(args: argparse.Namespace) -> int:
+    from ww_ray.analysis.report import build_report
+
+    root = _existing_root(args.root)
+    report = build_report(root, args.out, models=_split(args.models) or None,
+                          metrics=_split(args.metrics) or list(DEFAULT_METRICS), esd_model=args.esd_model,
+                          esd_layer=args.esd_layer, esd_slice=args.esd_slice, min_models=args.min_models)
+    print(f"wrote {report.html_path} with {len(report.images)} figures")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("regress", help="OLS of reported error on model metrics per (dataset, architecture) series")
+    p.add_argument("root", help="dataset root (folder or URI)")
+    p.add_argument("--metrics", nargs="+", help=f"metrics to regress (default: {' '.join(DEFAULT_METRICS)})")
+    p.add_argument("--target", default="auto", choices=TARGETS, help="error figure to regress (auto: top-1, else top-5)")
+    p.add_argument("--min-models", type=int, default=4, help="smallest series regressed (default 4)")
+    p.add_argument("--exclude", help="file of model ids / globs to leave out, one per line (# comments)")
+    p.add_argument("--by", default="dataset,architecture", help="series columns (subset of source,dataset,architecture)")
+    p.add_argument("--positive-only", action="store_true", help="summary over fits with a positive slope only")
+    p.add_argument("--no-write", action="store_true", help="print only; do not write the regressions table")
+    p.set_defaults(func=cmd_regress)
+
+    p = subparsers.add_parser("ingest", help="turn a WeightWatcher-style per-model metric CSV into a dataset root")
+    p.add_argument("csv", help="per-model summary CSV (one row per model)")
+    p.add_argument("--reported", action="append", help="file of reported errors (README HTML, pytorchcv metainfo "
+                   "CSV, or a CSV with model/top1_error/top5_error); repeat, earlier files win")
+    p.add_argument("--out", required=True, help="dataset root to write")
+    p.add_argument("--source", help="source name of the models (default: the CSV's file stem)")
+    p.add_argument("--analyzer-version", default="external", help="what computed the metrics, e.g. weightwatcher-0.2.7")
+    p.add_argument("--preset", default="external", help="label recorded as the rows' preset")
+    p.set_defaults(func=cmd_ingest)
+
+    p = subparsers.add_parser("query", help="SQL (DuckDB) over the views layers, models, regressions, runs")
+    p.add_argument("root", help="dataset root (folder or URI)")
+    p.add_argument("sql", nargs="?", help="a SQL query; or use --example")
+    p.add_argument("--example", help=f"run a documented example: {', '.join(query_mod.EXAMPLES)}")
+    p.add_argument("--list-examples", action="store_true", help="print the example queries and exit")
+    p.add_argument("--format", default="table", choices=query_mod.FORMATS)
+    p.add_argument("--out", help="output file (required for parquet)")
+    p.set_defaults(func=cmd_query)
+
+    p = subparsers.add_parser("report", help="PNG plots and an HTML page of a dataset root")
+    p.add_argument("root", help="dataset root (folder or URI)")
+    p.add_argument("--out", default="ww-report", help="output folder (default ww-report)")
+    p.add_argument("--models", nargs="+", help="models to compare in flow/histogram plots (default: shallowest "
+                   "and deepest of each series)")
+    p.add_argument("--metrics", nargs="+", help="metrics for the metric-vs-error plots")
+    p.add_argument("--esd-model", help="model whose layer ESD is drawn (default: the first chosen model)")
+    p.add_argument("--esd-layer", help="layer name for the ESD plot (default: the largest analysed matrix)")
+    p.add_argument("--esd-slice", type=int, help="conv slice id for the ESD plot")
+    p.add_argument("--min-models", type=int, default=4)
+    p.set_defaults(func=cmd_report)

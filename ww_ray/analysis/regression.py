@@ -1,0 +1,212 @@
+"""The regression stage: OLS of reported error on model-averaged metrics, per architecture series.
+
+For every series — models sharing ``(dataset, architecture)`` by default — and every metric, fit
+``error = intercept + slope · metric`` by ordinary least squares (statsmodels) and report n, slope,
+intercept, R², MSE = SSE/n, RMSE, the slope's p-value and Kendall's τ with its p-value. This is
+the analysis of Martin, Peng & Mahoney, *Predicting trends in the quality of state-of-the-art
+neural networks without access to training or testing data* (Nat. Commun. 12, 4122, 2021): the
+reported error is the dependent variable, so MSE is in squared error-percent.
+
+Only models with status ``ok`` enter, and only with a figure that is an error: ``top1_error``,
+``top5_error``, or a ``reported_value`` whose ``reported_measure`` is an error measure (never
+mIoU, AP, accuracy...). Metrics are columns of the ``models`` table, plus the derived metric
+``ln_mean_lambda_max`` = ln of the model's average λmax, which is the paper's ⟨log‖W‖∞⟩ column
+(the natural log of the model's average spectral norm, not the average of log10 λmax).
+
+This module is pure computation on DataFrames: no I/O.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ww_ray.zoos.spec import ERROR_MEASURES
+
+#: The metrics regressed by default.
+DEFAULT_METRICS = ("log_norm", "log_spectral_norm", "ln_mean_lambda_max", "alpha_weighted", "log_alpha_norm", "alpha")
+#: The paper's four norm metrics, in its table order (⟨log‖·‖F⟩, ⟨log‖·‖∞⟩, α̂, ⟨log‖·‖α α⟩).
+PAPER_METRICS = ("log_norm", "ln_mean_lambda_max", "alpha_weighted", "log_alpha_norm")
+#: Metrics computed from ``models`` columns: name → (source column, transform).
+DERIVED_METRICS: dict[str, tuple[str, Callable[[pd.Series], pd.Series]]] = {
+    "ln_mean_lambda_max": ("lambda_max", lambda s: np.log(s.where(s > 0))),
+}
+TARGETS = ("auto", "top1_error", "top5_error")
+GROUP_COLUMNS = ("source", "dataset", "architecture")
+_AUTO_ORDER = ("top1_error", "top5_error")
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """One OLS fit of y on x. Undefined quantities (constant x, n ≤ 2) are NaN."""
+
+    n: int
+    slope: float
+    intercept: float
+    r2: float
+    mse: float
+    rmse: float
+    kendall_tau: float
+    kendall_p: float
+    slope_p: float
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> LineFit:
+    """OLS of ``y`` on ``x`` with an intercept; MSE = SSE / n."""
+    import statsmodels.api as sm  # imported here: they take a second or two, and `ww-ray --help` should not
+    from scipy.stats import kendalltau
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D and of equal length, got {x.shape} and {y.shape}")
+    n = int(x.size)
+    nan = math.nan
+    if n < 2 or np.ptp(x) == 0.0:
+        mse = float(np.mean((y - y.mean()) ** 2)) if n else nan
+        return LineFit(n, nan, float(y.mean()) if n else nan, nan, mse, math.sqrt(mse) if n else nan, nan, nan, nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns on tiny samples; the NaNs say it all
+        result = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
+        tau, tau_p = kendalltau(x, y)
+    mse = float(result.ssr) / n
+    slope_p = float(result.pvalues[1]) if result.df_resid > 0 else nan
+    return LineFit(n=n, slope=float(result.params[1]), intercept=float(result.params[0]),
+                   r2=float(result.rsquared), mse=mse, rmse=math.sqrt(mse), kendall_tau=float(tau),
+                   kendall_p=float(tau_p), slope_p=slope_p)
+
+
+def metric_values(models: pd.DataFrame, metric: str) -> pd.Series:
+    """The values of ``metric`` (a models column or a derived metric) as floats; NaN where undefined."""
+    if metric in DERIVED_METRICS:
+        column, transform = DERIVED_METRICS[metric]
+        if column not in models.columns:
+            raise KeyError(f"metric {metric!r} needs the models column {column!r}")
+        values = transform(pd.to_numeric(models[column], errors="coerce").astype(float))
+    elif metric in models.columns:
+        values = pd.to_numeric(models[metric], errors="coerce").astype(float)
+    else:
+        known = sorted(set(DERIVED_METRICS) | {c for c in models.columns if pd.api.types.is_numeric_dtype(models[c])})
+        raise KeyError(f"unknown metric {metric!r}; numeric columns and derived metrics: {', '.join(known)}")
+    return values.where(np.isfinite(values))
+
+
+def error_values(models: pd.DataFrame, target: str) -> pd.Series:
+    """The error figure ``target`` of each model (NaN where the model has none of that kind).
+
+    ``target`` is ``top1_error``, ``top5_error`` or another error measure name (``error``, ``wer``),
+    read from ``reported_value`` where ``reported_measure`` equals it.
+    """
+    if target in ("top1_error", "top5_error"):
+        values = pd.to_numeric(models.get(target), errors="coerce").astype(float)
+        if "reported_measure" in models.columns and "reported_value" in models.columns:
+            same = models["reported_measure"] == target
+            values = values.fillna(pd.to_numeric(models["reported_value"], errors="coerce").where(same))
+    elif target in ERROR_MEASURES:
+        same = models.get("reported_measure") == target
+        values = pd.to_numeric(models.get("reported_value"), errors="coerce").astype(float).where(same)
+    else:
+        raise ValueError(f"target {target!r} is not an error measure; use one of {sorted(set(TARGETS) | ERROR_MEASURES)}")
+    return values.where(np.isfinite(values)).reindex(models.index)
+
+
+def excluded(model_ids: pd.Series, patterns: Iterable[str]) -> pd.Series:
+    """Boolean mask of model ids matching any glob pattern (``efficientnet_b0``, ``resnext*_cifar100``)."""
+    patterns = [p for p in patterns if p]
+    return model_ids.astype(str).map(lambda m: any(fnmatch.fnmatchcase(m, p) for p in patterns)).astype(bool)
+
+
+def _auto_target(group: pd.DataFrame, min_models: int) -> str | None:
+    candidates = list(_AUTO_ORDER) + sorted(
+        set(group.get("reported_measure", pd.Series(dtype=object)).dropna()) & (ERROR_MEASURES - set(_AUTO_ORDER))
+    )
+    for target in candidates:
+        if error_values(group, target).notna().sum() >= min_models:
+            return target
+    return None
+
+
+def _label(values: pd.Series) -> str | None:
+    unique = sorted({str(v) for v in values.dropna()})
+    return unique[0] if len(unique) == 1 else None
+
+
+def regress(
+    models: pd.DataFrame,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    target: str = "auto",
+    min_models: int = 4,
+    exclude: Iterable[str] = (),
+    by: Sequence[str] = ("dataset", "architecture"),
+) -> pd.DataFrame:
+    """Fit every (series, metric) with at least ``min_models`` models; one row per fit.
+
+    Columns follow the ``regressions`` table (``run_id``/``created_at`` are the writer's). With
+    ``target="auto"`` each series uses top-1 error if ``min_models`` of its models have one, else
+    top-5, else another error measure. Series with a null grouping value are not formed.
+    """
+    if min_models < 2:
+        raise ValueError("min_models must be at least 2")
+    bad = [c for c in by if c not in GROUP_COLUMNS]
+    if bad or not by:
+        raise ValueError(f"--by must be a non-empty subset of {GROUP_COLUMNS}, got {list(by)}")
+    if target != "auto":
+        error_values(models.head(0), target)  # validates the name
+    frame = models
+    if "status" in frame.columns:
+        frame = frame[frame["status"] == "ok"]
+    frame = frame[~excluded(frame["model_id"], exclude)] if len(frame) else frame
+    frame = frame.dropna(subset=list(by))
+    metric_columns = {m: metric_values(frame, m) for m in metrics}
+    rows = []
+    for key, group in frame.groupby(list(by), sort=True):
+        chosen = _auto_target(group, min_models) if target == "auto" else target
+        if chosen is None:
+            continue
+        y_all = error_values(group, chosen)
+        for metric in metrics:
+            x_all = metric_columns[metric].loc[group.index]
+            usable = y_all.notna() & x_all.notna()
+            if usable.sum() < min_models:
+                continue
+            fit = fit_line(x_all[usable].to_numpy(), y_all[usable].to_numpy())
+            labels = {c: _label(group[c]) for c in GROUP_COLUMNS}
+            labels.update(dict(zip(by, key if isinstance(key, tuple) else (key,))))
+            rows.append({**labels, "metric": metric, "target": chosen, **asdict(fit),
+                         "model_ids": sorted(group.loc[usable[usable].index, "model_id"].astype(str))})
+    columns = list(GROUP_COLUMNS) + ["metric", "target"] + list(LineFit.__dataclass_fields__) + ["model_ids"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_table(regressions: pd.DataFrame, positive_only: bool = False) -> pd.DataFrame:
+    """The paper's Table-3 view: per metric (and target), mean and std (ddof=1) of R² and MSE over series.
+
+    ``positive_only`` keeps only fits whose slope is positive (error grows with the metric).
+    """
+    frame = regressions
+    if positive_only:
+        frame = frame[frame["slope"] > 0]
+    columns = ["metric", "target", "series", "r2_mean", "r2_std", "mse_mean", "mse_std", "rmse_mean", "kendall_tau_mean"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = frame.groupby(["metric", "target"], sort=False)
+    out = grouped.agg(series=("r2", "size"), r2_mean=("r2", "mean"), r2_std=("r2", "std"),
+                      mse_mean=("mse", "mean"), mse_std=("mse", "std"), rmse_mean=("rmse", "mean"),
+                      kendall_tau_mean=("kendall_tau", "mean")).reset_index()
+    order = {m: i for i, m in enumerate(dict.fromkeys(frame["metric"]))}
+    return out.sort_values("metric", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)[columns]
+
+
+def read_exclude_file(text: str) -> list[str]:
+    """Patterns of an exclude file: one model id or glob per line; ``#`` starts a comment."""
+    patterns = []
+    for line in text.splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            patterns.append(entry)
+    return patterns
