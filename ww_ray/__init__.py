@@ -1,12 +1,25 @@
 """ww_ray: predict the quality of pretrained neural networks from their weight spectra, at scale on Ray.
 
 ``analyze(source, preset="paper", **options)`` gives one row per analysed weight matrix;
-``summarize(rows)`` gives the model averages. See README.md and DESIGN.md.
+``summarize(rows)`` gives the model averages; ``open_dataset(root)`` opens a sweep's dataset as a
+DuckDB connection with the views ``layers``, ``models``, ``regressions`` and ``runs``.
+See README.md and DESIGN.md.
 """
 from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
 from ww_ray.api import analyze, summarize  # noqa: E402
 
-__all__ = ["analyze", "summarize", "__version__"]
+__all__ = ["analyze", "summarize", "open_dataset", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # DuckDB is imported only by those who open a dataset.
+    if name == "open_dataset":
+        from ww_ray.store import open_dataset
+
+        return open_dataset
+    raise AttributeError(f"module 'ww_ray' has no attribute {name!r}")
