@@ -7,19 +7,9 @@ See README.md and DESIGN.md.
 """
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 from ww_ray.api import analyze, summarize  # noqa: E402
+from ww_ray.store import open_dataset  # noqa: E402
 
 __all__ = ["analyze", "summarize", "open_dataset", "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    # DuckDB is imported only by those who open a dataset.
-    if name == "open_dataset":
-        from ww_ray.store import open_dataset
-
-        return open_dataset
-    raise AttributeError(f"module 'ww_ray' has no attribute {name!r}")
