@@ -30,21 +30,6 @@ FIGURE_COLUMNS = ["model_id", "dataset", "task", "top1_error", "top5_error", "re
                   "reported_measure", "params", "revision", "origin"]
 _LOG_NAME = re.compile(r"^(?P<model>.+)-(?P<error>\d{4,5})-(?P<sha>[0-9a-f]{8})\.[a-z0-9.]+\.log$")
 _SUFFIX_DATASETS = (("_cifar100", "cifar100"), ("_cifar10", "cifar10"), ("_svhn", "svhn"), ("_cub", "cub200"))
-# pytorchcv test_dataset → (dataset, measure, task); None dataset: from the model name suffix.
-_METAINFO_KINDS = {
-    "in1k": ("imagenet1k", "top5_error", "classification"),
-    "cf": (None, "top1_error", "classification"),
-    "cub": ("cub200", "top1_error", "classification"),
-    "voc": ("voc", "miou", "segmentation"),
-    "ade20k": ("ade20k", "miou", "segmentation"),
-    "cs": ("cityscapes", "miou", "segmentation"),
-    "cocoseg": ("cocoseg", "miou", "segmentation"),
-    "coco": ("coco", "miou", "segmentation"),
-    "cocohpe": ("cocohpe", "ap", "pose"),
-    "mcv": ("commonvoice", "wer", "speech"),
-}
-
-
 def dataset_from_name(model_id: str) -> str | None:
     """Dataset implied by a pytorchcv-style name suffix (``resnet20_cifar10`` → ``cifar10``)."""
     for suffix, dataset in _SUFFIX_DATASETS:
@@ -153,31 +138,32 @@ def read_imgclsmob_html(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def read_pytorchcv_metainfo(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Figures from pytorchcv's ``model_metainfos.csv`` (see the module docstring for the meanings)."""
-    table = pd.read_csv(path, dtype={"error_value": str, "checksum": str}, keep_default_na=False)
+    """Figures from pytorchcv's ``model_metainfos.csv``, read with the pytorchcv zoo's own rules.
+
+    The zoo decides dataset, task and what the 4-digit figure measures (top-5 error on ImageNet,
+    top-1 on CIFAR/SVHN/CUB, mIoU/AP/WER elsewhere): one table of meanings for the whole project.
+    """
+    from ww_ray.zoos.pytorchcv import dataset_task_measure, read_metainfo, reported_figure
+
     rows, unknown = [], []
-    for record in table.to_dict("records"):
-        name = str(record["model_name"])
-        kind = _METAINFO_KINDS.get(str(record.get("test_dataset", "")))
-        raw = str(record.get("error_value", "")).strip()
-        value = None if raw in ("", "NA", "0000") else _number(raw)
+    for meta in read_metainfo(path, all_rows=True):
+        dataset, task, measure = dataset_task_measure(meta)
         row = dict.fromkeys(FIGURE_COLUMNS)
-        row.update(model_id=name, params=_number(record.get("net_weights")),
-                   revision=_text(record.get("checksum")), origin=Path(path).name)
-        if kind is None:
-            unknown.append(name)
-        else:
-            dataset, measure, task = kind
-            row.update(dataset=dataset or dataset_from_name(name), task=task)
-            if value is not None:
-                figure = value / 100.0
-                if measure in ("top1_error", "top5_error"):
-                    row[measure] = figure
-                row.update(reported_value=figure, reported_measure=measure)
+        row.update(model_id=meta.name, params=meta.params, revision=meta.sha1, origin=Path(path).name,
+                   dataset=dataset or dataset_from_name(meta.name), task=task)
+        if task is None:
+            unknown.append(meta.name)
+        figure = reported_figure(meta)
+        if figure is not None and measure is not None:
+            if measure in ("top1_error", "top5_error"):
+                row[measure] = figure
+            row.update(reported_value=figure, reported_measure=measure)
         rows.append(row)
     notes = [f"{Path(path).name}: {len(unknown)} models have no known test_dataset, so no figure was taken: "
              + ", ".join(unknown)] if unknown else []
-    return _figures_frame(rows), notes
+    # A name listed twice (irevnet301) keeps the row that has a figure.
+    frame = _figures_frame(rows).sort_values("reported_value", na_position="last", kind="stable")
+    return frame.drop_duplicates("model_id").sort_index(), notes
 
 
 _GENERIC_ALIASES = {

@@ -86,12 +86,16 @@ def metainfo_path() -> Path:
     return Path(model_store.get_model_metainfos_file_path())
 
 
-def read_metainfo(path: str | Path | None = None) -> list[MetaRow]:
-    """The table's rows; for a name listed twice the last row wins, as in pytorchcv itself."""
+def read_metainfo(path: str | Path | None = None, *, all_rows: bool = False) -> list[MetaRow]:
+    """The table's rows; for a name listed twice the last row wins, as in pytorchcv itself.
+
+    ``all_rows=True`` keeps every row (a reader of published figures wants the one that has a value).
+    """
     path = Path(path) if path is not None else metainfo_path()
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     by_name: dict[str, MetaRow] = {}
+    parsed: list[MetaRow] = []
     for row in rows:
         def field(key: str) -> str | None:
             value = (row.get(key) or "").strip()
@@ -99,7 +103,7 @@ def read_metainfo(path: str | Path | None = None) -> list[MetaRow]:
 
         params = field("net_weights")
         by_name.pop(row["model_name"], None)
-        by_name[row["model_name"]] = MetaRow(
+        parsed.append(MetaRow(
             name=row["model_name"],
             params=int(params) if params and params.isdigit() and int(params) > 0 else None,
             error_value=(row.get("error_value") or "NA").strip(),
@@ -108,7 +112,10 @@ def read_metainfo(path: str | Path | None = None) -> list[MetaRow]:
             caption=field("model_caption"),
             arxiv=field("arxiv_paper"),
             test_dataset=field("test_dataset"),
-        )
+        ))
+        by_name[row["model_name"]] = parsed[-1]
+    if all_rows:
+        return parsed
     order = {row["model_name"]: i for i, row in enumerate(rows)}
     return sorted(by_name.values(), key=lambda r: order[r.name])
 
