@@ -91,7 +91,7 @@ def test_summary_leaves_out_embeddings_and_failures():
 
 
 def test_paper_preset_series_summaries_on_akamaster(akamaster_dir):
-    from tests.conftest import AKAMASTER_FILES
+    from conftest import AKAMASTER_FILES
 
     summaries = [ww_ray.summarize(ww_ray.analyze(akamaster_dir / name)) for name in AKAMASTER_FILES]
     # deeper nets have more analysed 64-channel layers: 5, 9, 13, 17 conv layers of 64×64

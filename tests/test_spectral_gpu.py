@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ww_ray
-from tests.conftest import AKAMASTER_FILES
+from conftest import AKAMASTER_FILES
 from ww_ray.spectral.esd import gram_eigenvalues, resolve_device
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")

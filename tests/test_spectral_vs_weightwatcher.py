@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import ww_ray
-from tests.conftest import AKAMASTER_FILES
+from conftest import AKAMASTER_FILES
 
 weightwatcher = pytest.importorskip("weightwatcher", reason="the test oracle weightwatcher==0.7.7 is not installed")
 logging.getLogger("weightwatcher").setLevel(logging.ERROR)
