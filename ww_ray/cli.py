@@ -14,7 +14,8 @@ from typing import Sequence
 _COMMAND_MODULES = [
     "ww_ray.spectral_cli",     # analyze
     "ww_ray.zoos.cli",         # zoo list / zoo show
-    "ww_ray.engine.cli",       # sweep, rescan
+    "ww_ray.engine.cli",       # sweep
+    "ww_ray.rescan.cli",       # rescan
     "ww_ray.analysis.cli",     # regress, ingest, query, report
 ]
 

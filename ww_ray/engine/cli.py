@@ -1,0 +1,78 @@
+"""``ww-ray sweep CONFIG.yaml``: run a sweep on a local Ray (the default) or on a cluster.
+
+    ww-ray sweep configs/quickstart.yaml                      # starts a local Ray, writes to the config's out:
+    ww-ray sweep configs/hf-gpt.yaml --address auto --out s3://bucket/ww
+    ww-ray sweep configs/local-example.yaml --no-resume       # analyse everything again
+
+Exit status: 0 when the run completed (failed models are data, listed in the summary), 1 when it
+completed but a zoo could not be listed, 2 for a bad config or an unusable cluster, 130 when
+interrupted (run the same command again to finish: resume picks up where it stopped).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ww-ray sweep`` (shared with ``jobs/sweep.py``)."""
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join ('auto', 'ray://head:10001'); default: the config's ray.address, "
+                             "else RAY_ADDRESS, else start a local Ray")
+    parser.add_argument("--out", default=None, help="dataset root (folder or URI); default: the config's out:")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="analyse every model again, even those the dataset already holds")
+    parser.add_argument("--workers", type=int, default=None, help="number of spectral workers (overrides ray.workers)")
+    parser.add_argument("--max-models-in-flight", type=int, default=None,
+                        help="models loaded and analysed at once (overrides ray.max_models_in_flight)")
+    parser.add_argument("--run-id", default=None, help="id of this run (default: a fresh time-ordered id)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers: Any) -> None:
+    sweep = subparsers.add_parser(
+        "sweep", help="analyse every model a config selects, on Ray, into a Parquet dataset",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    sweep.add_argument("config", help="YAML sweep config (see configs/)")
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name in ("workers", "max_models_in_flight"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+            overrides[name] = value
+    return overrides
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run ``ww-ray sweep``; prints the summary table; returns the exit status."""
+    from ww_ray.config import ConfigError, load_config
+    from ww_ray.engine.cluster import ClusterError
+    from ww_ray.engine.sweep import run_config
+
+    try:
+        config = load_config(args.config)
+        overrides = _overrides(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"ww-ray sweep: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = run_config(config, out=args.out, address=args.address, resume=not args.no_resume,
+                            progress=not args.no_progress, ray_overrides=overrides,
+                            run_id=args.run_id)
+    except (ClusterError, ValueError) as exc:
+        print(f"ww-ray sweep: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.summary_table())
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK

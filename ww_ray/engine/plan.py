@@ -1,0 +1,92 @@
+"""What a sweep will do before anything runs: drop models already done, size each load task.
+
+Resume: a model is done when the dataset already holds an ``ok`` or ``skipped`` row for its key
+``(source, model_id, revision)`` with the same analyzer version and preset (``failed`` models are
+tried again). Sizing: the planned size of a model is its weight files' size when the zoo knows it,
+else an estimate from its parameter count; the load task asks Ray for ``memory`` in proportion to
+it (tensors + their matrices + the shards being serialised), and large models are cut into
+several shards so that more than one worker can take them.
+
+    >>> from ww_ray.zoos.spec import ModelSpec
+    >>> spec = ModelSpec(source="local", model_id="big", size_bytes=500 << 20)
+    >>> shard_count(spec, workers=4), shard_count(spec, workers=1)
+    (4, 1)
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+from ww_ray.zoos.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Size assumed for a model whose zoo knows neither its file size nor its parameter count.
+UNKNOWN_SIZE_BYTES = 256 << 20
+#: A model is split into one shard per this many bytes of weights (at most one shard per worker).
+SHARD_BYTES = 64 << 20
+#: Load task memory: weights read + their float32 matrices + serialised shards, plus interpreter overhead.
+LOAD_MEMORY_FACTOR = 3.0
+LOAD_MEMORY_BASE = 256 << 20
+
+ModelKey = tuple[str, str, str]
+
+
+def model_key(spec: ModelSpec) -> ModelKey:
+    """The dataset key of a spec; an unknown revision is stored as the empty string."""
+    return (spec.source, spec.model_id, spec.revision or "")
+
+
+def planned_bytes(spec: ModelSpec) -> int:
+    """Best guess of a model's weight bytes before loading it."""
+    if spec.size_bytes:
+        return int(spec.size_bytes)
+    estimated = spec.extra.get("estimated_size_bytes")
+    if estimated:
+        return int(estimated)
+    if spec.params:
+        return int(spec.params) * 4
+    return UNKNOWN_SIZE_BYTES
+
+
+def load_memory(spec: ModelSpec, node_memory: float | None = None) -> int:
+    """Bytes of Ray ``memory`` a model's load task asks for, capped to what the largest node offers.
+
+    The cap keeps a huge model schedulable (Ray would otherwise leave the task pending forever);
+    such a model then runs alone on its node.
+    """
+    wanted = int(LOAD_MEMORY_FACTOR * planned_bytes(spec) + LOAD_MEMORY_BASE)
+    if node_memory:
+        wanted = min(wanted, int(0.8 * node_memory))
+    return max(wanted, 1)
+
+
+def shard_count(spec: ModelSpec, workers: int) -> int:
+    """Shards a model's matrices are cut into: one per ``SHARD_BYTES`` of weights, at most ``workers``."""
+    return max(1, min(int(workers), math.ceil(planned_bytes(spec) / SHARD_BYTES)))
+
+
+@dataclass
+class Plan:
+    """The models a run will analyse, and those it leaves alone because they are already done."""
+
+    todo: list[ModelSpec]
+    already_done: list[ModelSpec] = field(default_factory=list)
+    duplicates: list[ModelSpec] = field(default_factory=list)
+
+
+def plan_models(specs: list[ModelSpec], done: set[ModelKey] | None = None) -> Plan:
+    """Split ``specs`` into work to do and work already done (``done`` keys), dropping repeated keys."""
+    done = done or set()
+    plan = Plan(todo=[])
+    seen: set[ModelKey] = set()
+    for spec in specs:
+        key = model_key(spec)
+        if key in seen:
+            log.warning("model %s/%s@%s is listed twice; analysing it once", *key)
+            plan.duplicates.append(spec)
+            continue
+        seen.add(key)
+        (plan.already_done if key in done else plan.todo).append(spec)
+    return plan

@@ -1,0 +1,397 @@
+"""The driver's event loop: models in flight, their load tasks and shards, retries, timeouts, commits.
+
+For each planned model, in order, while fewer than ``max_models_in_flight`` are in flight:
+
+1. a load task (``engine.loader.load_model``) with a ``memory`` request from the model's planned
+   size returns a header and the model's shards (owned by the driver);
+2. each shard goes to the worker pool; each worker returns the shard's rows;
+3. when every shard is back, the rows are put back in layer order, summarised, and committed to
+   the dataset in one atomic commit (layers, then the single ``models`` row).
+
+Failures: an application error (the model's own problem) ends the model ``failed`` at once. A system
+failure (a worker or node died, an object was lost, the memory monitor killed a task) retries: a
+lost worker's shard goes to another worker, a lost load or shard reloads the model; after
+``max_retries`` such failures the model ends ``failed``. A model whose own work — its load task's
+run time plus the time its shards spend on live workers — passes ``model_timeout_s`` is stopped
+(the workers computing it are restarted) and ends ``failed``; time queued behind other models or
+waiting for a worker process to start does not count. A load not back within ``model_timeout_s``
+plus ``LOAD_START_ALLOWANCE_S`` is cancelled and ends ``failed`` the same way. Every model the loop
+takes ends with exactly one committed ``models`` row.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import ray
+from ray import exceptions as rex
+
+from ww_ray.engine.cluster import LOAD_CPUS
+from ww_ray.engine.loader import load_model
+from ww_ray.engine.outcome import layer_rows, model_row, terminal_row
+from ww_ray.engine.plan import ModelKey, load_memory, model_key, shard_count
+from ww_ray.engine.pool import Job, Slot, WorkerPool
+from ww_ray.spectral.presets import AnalysisOptions
+from ww_ray.store import commit_model
+from ww_ray.store.root import StoreRoot
+from ww_ray.zoos.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+_load_remote = ray.remote(load_model)
+
+#: Failures of the machinery, not of the model: worth another attempt.
+SYSTEM_ERRORS = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
+                 rex.OutOfMemoryError, rex.ObjectStoreFullError, rex.OutOfDiskError, rex.LocalRayletDiedError,
+                 rex.RaySystemError)
+#: Failures that would repeat however often they are retried.
+UNSCHEDULABLE_ERRORS = (rex.TaskUnschedulableError, rex.ActorUnschedulableError, rex.RuntimeEnvSetupError)
+_POLL_S = 0.5
+#: Extra wall time a pending load may take beyond the model timeout (scheduling, starting a worker process).
+LOAD_START_ALLOWANCE_S = 120.0
+
+
+@dataclass
+class ModelResult:
+    """How one model ended in this run."""
+
+    source: str
+    model_id: str
+    revision: str
+    status: str
+    error: str | None
+    attempts: int
+    matrices: int = 0
+    seconds_load: float = 0.0
+    seconds_compute: float = 0.0
+    seconds_total: float = 0.0
+    committed: bool = True
+
+    @property
+    def key(self) -> ModelKey:
+        return (self.source, self.model_id, self.revision)
+
+
+@dataclass
+class _ModelRun:
+    spec: ModelSpec
+    started: float
+    load: int = 0                # load attempts so far (shards of an earlier load are stale)
+    failures: int = 0            # system failures survived; the model's `attempts` is 1 + failures
+    busy_s: float = 0.0          # load run time + shard time on live workers (what the timeout limits)
+    load_submitted: float = 0.0
+    header_ref: ray.ObjectRef | None = None
+    shard_refs: list = field(default_factory=list)
+    header: dict | None = None
+    pending: set[int] = field(default_factory=set)
+    rows: dict[int, list[dict]] = field(default_factory=dict)
+    seconds_load: float = 0.0
+    seconds_compute: float = 0.0
+
+    @property
+    def attempts(self) -> int:
+        return 1 + self.failures
+
+    @property
+    def key(self) -> ModelKey:
+        return model_key(self.spec)
+
+
+def short_error(exc: BaseException) -> str:
+    """One line naming the error type, without Ray's traceback banner."""
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, rex.RayTaskError) and cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C until the block is done (a commit is never cut in half); re-raise it after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+class Scheduler:
+    """Runs planned models through load tasks and the worker pool and commits each one."""
+
+    def __init__(self, specs: list[ModelSpec], options: AnalysisOptions, root: StoreRoot, run_id: str,
+                 pool: WorkerPool, *, max_in_flight: int = 4, max_retries: int = 2,
+                 model_timeout_s: float | None = None, node_memory: float | None = None,
+                 on_model: Callable[[ModelResult], None] | None = None,
+                 on_matrices: Callable[[int], None] | None = None) -> None:
+        self.waiting: deque[ModelSpec] = deque(specs)
+        self.options = options
+        self.root = root
+        self.run_id = run_id
+        self.pool = pool
+        self.max_in_flight = max(1, int(max_in_flight))
+        self.max_retries = max(0, int(max_retries))
+        self.model_timeout_s = model_timeout_s
+        self.node_memory = node_memory
+        self.on_model = on_model or (lambda result: None)
+        self.on_matrices = on_matrices or (lambda n: None)
+        self.active: dict[ModelKey, _ModelRun] = {}
+        self.results: list[ModelResult] = []
+        self._last_tick = time.monotonic()
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> list[ModelResult]:
+        """Run until every model is committed; KeyboardInterrupt propagates (call ``abort`` then)."""
+        while self.waiting or self.active:
+            while self.waiting and len(self.active) < self.max_in_flight:
+                self._start(self.waiting.popleft())
+            self.pool.dispatch()
+            loads = {run.header_ref: run for run in self.active.values()
+                     if run.header is None and run.header_ref is not None}
+            calls = self.pool.pending()
+            refs = list(loads) + list(calls)
+            if refs:
+                ready, rest = ray.wait(refs, num_returns=1, timeout=_POLL_S)
+                if ready and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more
+                for ref in ready:
+                    if ref in loads:
+                        self._on_loaded(loads[ref])
+                    elif calls[ref].probe == ref:
+                        self.pool.probed(calls[ref])
+                    else:
+                        self._on_computed(calls[ref])
+            elif self.active:
+                time.sleep(0.05)
+            self._tick()
+            self._check_timeouts()
+            self._check_workers()
+        return self.results
+
+    def abort(self) -> list[ModelKey]:
+        """Stop everything in flight (after Ctrl-C); returns the keys of models left unfinished."""
+        for run in self.active.values():
+            if run.header is None and run.header_ref is not None:
+                _cancel(run.header_ref)
+        unfinished = list(self.active) + [model_key(spec) for spec in self.waiting]
+        self.active.clear()
+        self.waiting.clear()
+        return unfinished
+
+    # ---- loading -----------------------------------------------------------------------------
+
+    def _start(self, spec: ModelSpec) -> None:
+        run = _ModelRun(spec=spec, started=time.monotonic())
+        self.active[run.key] = run
+        self._submit_load(run)
+
+    def _submit_load(self, run: _ModelRun) -> None:
+        run.load += 1
+        run.header, run.pending, run.rows = None, set(), {}
+        run.load_submitted = time.monotonic()
+        shards = shard_count(run.spec, max(1, self.pool.alive))
+        refs = _load_remote.options(
+            num_returns=1 + shards, num_cpus=LOAD_CPUS, memory=load_memory(run.spec, self.node_memory),
+            max_retries=0, retry_exceptions=False, scheduling_strategy="SPREAD",
+        ).remote(run.spec, self.options, shards)
+        run.header_ref, run.shard_refs = refs[0], list(refs[1:])
+
+    def _on_loaded(self, run: _ModelRun) -> None:
+        try:
+            header = ray.get(run.header_ref)
+        except UNSCHEDULABLE_ERRORS as exc:
+            self._fail(run, f"the load task cannot be scheduled: {short_error(exc)}")
+            return
+        except SYSTEM_ERRORS as exc:
+            self._system_failure(run, exc, "loading")
+            return
+        except rex.TaskCancelledError:
+            return
+        except Exception as exc:  # the load task itself raised: a bug or a broken environment, not retried
+            self._fail(run, f"load task error: {short_error(exc)}")
+            return
+        run.header = header
+        run.seconds_load += float(header.get("seconds_load") or 0.0)
+        run.busy_s += float(header.get("seconds_load") or 0.0)
+        if header["status"] != "ok":
+            run.shard_refs = []
+            self._commit(run, [], terminal_row(run.spec, header["status"], header.get("error"), self.run_id,
+                                               self.options, timings=self._timings(run), attempts=run.attempts))
+            return
+        positions = header["shard_positions"]
+        if not positions:
+            run.shard_refs = []
+            self._complete(run)
+            return
+        costs = header.get("shard_costs") or [0.0] * len(positions)
+        for shard in range(len(positions)):
+            self.pool.submit(Job(model=run.key, attempt=run.load, shard=shard,
+                                 ref=run.shard_refs[shard], cost=costs[shard]))
+        run.shard_refs = run.shard_refs[: len(positions)]
+        run.pending = set(range(len(positions)))
+
+    # ---- computing ---------------------------------------------------------------------------
+
+    def _on_computed(self, slot: Slot) -> None:
+        try:
+            value, problem = ray.get(slot.result), None
+        except Exception as exc:  # sorted out below: system failure, unschedulable, or the worker's own error
+            value, problem = None, exc
+        system = isinstance(problem, SYSTEM_ERRORS + (rex.TaskCancelledError,))
+        job = self.pool.release(slot, failed=system)
+        run = self.active.get(job.model)
+        if run is None or run.load != job.attempt:
+            return  # a shard of a model that already ended, or of an earlier attempt
+        if problem is None:
+            run.rows[job.shard] = value["rows"]
+            run.seconds_compute += float(value.get("seconds") or 0.0)
+            run.pending.discard(job.shard)
+            self.on_matrices(len(value["rows"]))
+            if not run.pending:
+                self._complete(run)
+        elif isinstance(problem, rex.ObjectLostError):
+            self._system_failure(run, problem, f"fetching shard {job.shard}")
+        elif system:  # the worker died or restarted under the shard; the shard itself is intact
+            run.failures += 1
+            if run.failures > self.max_retries:
+                self._fail(run, f"gave up after {run.failures} worker failures; last: {short_error(problem)}")
+            else:
+                log.warning("worker lost while computing %s/%s shard %d (%s); running the shard again",
+                            job.model[0], job.model[1], job.shard, short_error(problem))
+                self.pool.submit(job, front=True)
+        elif isinstance(problem, UNSCHEDULABLE_ERRORS):
+            self._fail(run, f"the spectral worker cannot be scheduled: {short_error(problem)}")
+        else:
+            self._fail(run, f"spectral worker error: {short_error(problem)}")
+
+    def _system_failure(self, run: _ModelRun, exc: BaseException, where: str) -> None:
+        run.failures += 1
+        if run.failures > self.max_retries:
+            self._fail(run, f"gave up after {run.failures} system failures, the last while {where}: {short_error(exc)}")
+            return
+        log.warning("system failure while %s %s/%s (%s); loading it again (attempt %d)",
+                    where, run.spec.source, run.spec.model_id, short_error(exc), run.attempts)
+        self.pool.drop_model(run.key)
+        self._submit_load(run)
+
+    # ---- ending a model ----------------------------------------------------------------------
+
+    def _timings(self, run: _ModelRun) -> dict[str, float]:
+        return {"load": run.seconds_load, "compute": run.seconds_compute,
+                "total": time.monotonic() - run.started}
+
+    def _complete(self, run: _ModelRun) -> None:
+        header = run.header or {}
+        rows: list[dict[str, Any]] = [{} for _ in range(int(header.get("num_rows") or 0))]
+        for shard, positions in enumerate(header.get("shard_positions") or []):
+            for position, row in zip(positions, run.rows.get(shard, [])):
+                rows[position] = row
+        try:
+            model = model_row(run.spec, rows, self.run_id, self.options, timings=self._timings(run),
+                              attempts=run.attempts)
+        except Exception as exc:  # a summary that cannot be built must not lose the model
+            self._fail(run, f"cannot summarise the model: {short_error(exc)}")
+            return
+        self._commit(run, layer_rows(rows), model)
+
+    def _fail(self, run: _ModelRun, error: str) -> None:
+        self._commit(run, [], terminal_row(run.spec, "failed", error, self.run_id, self.options,
+                                           timings=self._timings(run), attempts=run.attempts))
+
+    def _commit(self, run: _ModelRun, layers: list[dict[str, Any]], model: dict[str, Any]) -> None:
+        self.active.pop(run.key, None)
+        self.pool.drop_model(run.key)
+        run.shard_refs, run.rows = [], {}
+        committed = True
+        with deferred_interrupt():
+            try:
+                commit_model(self.root, layers, model)
+            except Exception as exc:
+                log.error("cannot commit %s/%s: %s", run.spec.source, run.spec.model_id, short_error(exc))
+                model = terminal_row(run.spec, "failed", f"results could not be written: {short_error(exc)}",
+                                     self.run_id, self.options, timings=self._timings(run), attempts=run.attempts)
+                layers = []
+                try:
+                    commit_model(self.root, [], model)
+                except Exception as again:
+                    log.error("cannot commit the failure of %s/%s either: %s", run.spec.source,
+                              run.spec.model_id, short_error(again))
+                    committed = False
+            result = ModelResult(
+                source=run.key[0], model_id=run.key[1], revision=run.key[2], status=model["status"],
+                error=model.get("error"), attempts=int(model.get("attempts") or run.attempts),
+                matrices=len(layers), seconds_load=run.seconds_load, seconds_compute=run.seconds_compute,
+                seconds_total=float(model.get("seconds_total") or 0.0), committed=committed,
+            )
+            self.results.append(result)
+            self.on_model(result)
+
+    # ---- watchdogs ---------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Add the time since the last tick to every model with a shard on a live worker."""
+        now = time.monotonic()
+        elapsed, self._last_tick = now - self._last_tick, now
+        busy = self.pool.busy_models()
+        for run in self.active.values():
+            if run.key in busy:
+                run.busy_s += elapsed
+
+    def _timed_out(self, run: _ModelRun, now: float) -> bool:
+        if run.busy_s > self.model_timeout_s:
+            return True
+        return run.header is None and now - run.load_submitted > self.model_timeout_s + LOAD_START_ALLOWANCE_S
+
+    def _check_timeouts(self) -> None:
+        if not self.model_timeout_s:
+            return
+        now = time.monotonic()
+        for run in [r for r in self.active.values() if self._timed_out(r, now)]:
+            if run.header is None:
+                stage = "loading"
+                if run.header_ref is not None:
+                    _cancel(run.header_ref)
+            else:
+                done = len(run.header["shard_positions"]) - len(run.pending)
+                stage = f"computing ({done} of {len(run.header['shard_positions'])} shards done)"
+            for slot in self.pool.drop_model(run.key):
+                self.pool.stop(slot)
+            self._fail(run, f"timed out after {self.model_timeout_s:g} s (ray.model_timeout_s) while {stage}")
+
+    def _check_workers(self) -> None:
+        for slot in self.pool.maintain():
+            log.warning("spectral worker %d did not come back within %g s after a failure; retired it "
+                        "(%d workers left)", slot.index, self.pool.restart_grace_s, self.pool.alive)
+        if self.pool.alive == 0 and (self.active or self.waiting):
+            message = ("no spectral worker is left: their nodes were lost and the cluster has no room to restart "
+                       "them; add nodes or lower ray.cpus_per_worker / ray.gpus_per_worker and run again")
+            for run in list(self.active.values()):
+                if run.header is None and run.header_ref is not None:
+                    _cancel(run.header_ref)
+                self._fail(run, message)
+            while self.waiting:
+                spec = self.waiting.popleft()
+                now = time.monotonic()
+                self._fail(_ModelRun(spec=spec, started=now), message)
+
+
+def _cancel(ref: ray.ObjectRef) -> None:
+    try:
+        ray.cancel(ref, force=True)
+    except Exception:
+        pass

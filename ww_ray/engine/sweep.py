@@ -1,0 +1,195 @@
+"""Run a sweep: plan (resume), start or join Ray, run the scheduler, write the manifest last.
+
+Two entry points:
+
+* ``run_config(config)`` — what ``ww-ray sweep CONFIG.yaml`` and ``jobs/sweep.py`` call: enumerate
+  the config's zoos (a zoo that cannot be listed is reported, the others still run), resolve the
+  preset and options, then ``run_sweep``.
+* ``run_sweep(specs, options, out, ray_cfg)`` — the engine on an explicit list of ``ModelSpec``; a
+  rescan (models re-listed nightly, only new revisions analysed) reuses it as it is.
+
+Example::
+
+    from ww_ray.config import load_config
+    from ww_ray.engine import run_config
+    result = run_config(load_config("configs/local-example.yaml"))
+    print(result.summary_table())
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ww_ray.config import RayConfig, SweepConfig
+from ww_ray.engine.cluster import ray_session
+from ww_ray.engine.manifest import build_manifest
+from ww_ray.engine.plan import ModelKey, model_key, plan_models, shard_count
+from ww_ray.engine.progress import Progress, format_summary
+from ww_ray.engine.scheduler import ModelResult, deferred_interrupt
+from ww_ray.spectral.metrics import ANALYZER_VERSION
+from ww_ray.spectral.presets import AnalysisOptions, resolve_options
+from ww_ray.store import done_keys, new_run_id, resolve_root, write_manifest
+from ww_ray.zoos.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: How long the run waits for its workers to start before scheduling models anyway.
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: per-model results, counts, where the data and the manifest are."""
+
+    run_id: str
+    root: str
+    status: str                                   # completed | interrupted
+    planned: int
+    already_done: int
+    results: list[ModelResult] = field(default_factory=list)
+    unfinished: list[ModelKey] = field(default_factory=list)
+    seconds: float = 0.0
+    seconds_startup: float = 0.0                  # starting or joining Ray and the workers, before any model
+    manifest_path: str | None = None
+    pool: dict[str, Any] | None = None
+    zoo_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = Counter(r.status for r in self.results)
+        return {status: counts.get(status, 0) for status in ("ok", "failed", "skipped")}
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
+
+    def summary_table(self) -> str:
+        return format_summary(self)
+
+
+def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cfg: RayConfig | None = None, *,
+              resume: bool = True, run_id: str | None = None, address: str | None = None,
+              config: Any = None, progress: bool = True, restart_grace_s: float = 120.0,
+              zoo_errors: list[dict[str, Any]] | None = None) -> SweepResult:
+    """Analyse ``specs`` on Ray into the dataset at ``out``; every model taken ends with one ``models`` row.
+
+    Args:
+        specs: models to analyse (from ``ww_ray.zoos.registry.enumerate_specs`` or a rescan).
+        options: analysis options (``ww_ray.spectral.presets.resolve_options``).
+        out: dataset root, a local folder or a pyarrow URI.
+        ray_cfg: cluster knobs (workers, resources, models in flight, timeout, retries).
+        resume: skip models the dataset already holds as ``ok``/``skipped`` for this analyzer version and preset.
+        run_id: the run's id (default: a fresh time-ordered id).
+        address: Ray address to join (overrides ``ray_cfg.address``); None starts a local Ray.
+        config: the resolved config recorded (and hashed) in the manifest.
+        progress: show a progress bar on stderr.
+        restart_grace_s: how long a failed worker may take to come back before it is retired.
+        zoo_errors: zoos that could not be listed (recorded in the manifest and the summary).
+
+    Ctrl-C stops the run between commits: committed models stay, the others are listed as
+    ``unfinished`` in the manifest (status ``interrupted``) and are picked up by the next run.
+    """
+    ray_cfg = ray_cfg or RayConfig()
+    root = resolve_root(out)
+    run_id = run_id or new_run_id()
+    started_at = _dt.datetime.now(_dt.timezone.utc)
+    started = time.monotonic()
+    done = done_keys(root, ANALYZER_VERSION, preset=options.preset) if resume else set()
+    plan = plan_models(list(specs), done)
+    result = SweepResult(run_id=run_id, root=str(root), status="completed", planned=len(plan.todo),
+                         already_done=len(plan.already_done), zoo_errors=list(zoo_errors or []))
+    cluster: dict[str, Any] | None = None
+    if plan.todo:
+        try:
+            cluster = _run(plan.todo, options, root, run_id, ray_cfg, address, progress, restart_grace_s, result)
+        except KeyboardInterrupt:
+            result.status = "interrupted"
+            finished = {r.key for r in result.results}
+            result.unfinished = [model_key(spec) for spec in plan.todo if model_key(spec) not in finished]
+    result.seconds = time.monotonic() - started
+    manifest = build_manifest(
+        run_id=run_id, status=result.status, started_at=started_at, seconds=result.seconds, root=str(root),
+        config=config, options=options,
+        counts={"planned": result.planned, "already_done": result.already_done, **result.counts,
+                "unfinished": len(result.unfinished), "duplicates_dropped": len(plan.duplicates),
+                "matrices": sum(r.matrices for r in result.results)},
+        results=result.results, unfinished=result.unfinished, cluster=cluster, pool=result.pool,
+        zoo_errors=result.zoo_errors, seconds_startup=result.seconds_startup,
+    )
+    with deferred_interrupt():
+        result.manifest_path = write_manifest(root, run_id, manifest)
+    return result
+
+
+def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray_cfg: RayConfig,
+         address: str | None, progress: bool, restart_grace_s: float, result: SweepResult,
+         startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
+    """Start or join Ray, run the scheduler; fills ``result`` (also when interrupted)."""
+    from ww_ray.engine.cluster import cluster_resources, plan_pool
+    from ww_ray.engine.pool import WorkerPool
+    from ww_ray.engine.scheduler import Scheduler
+
+    started = time.monotonic()
+    with ray_session(address or ray_cfg.address, ray_cfg.runtime_env) as how:
+        resources = cluster_resources()
+        useful = sum(shard_count(spec, 1 << 20) for spec in todo)
+        pool_spec = plan_pool(ray_cfg, options, resources, max_useful=useful)
+        result.pool = pool_spec.as_dict()
+        cluster = {"how": how, **resources}
+        pool = WorkerPool(pool_spec, options, restart_grace_s=restart_grace_s)
+        bar = Progress(len(todo), enabled=progress)
+        scheduler = Scheduler(todo, options, root, run_id, pool, max_in_flight=ray_cfg.max_models_in_flight,
+                              max_retries=ray_cfg.max_retries, model_timeout_s=ray_cfg.model_timeout_s,
+                              node_memory=pool_spec.node_memory, on_model=bar.model_done, on_matrices=bar.matrices)
+        try:
+            pool.start()
+            if not pool.warm_up(loaders=min(ray_cfg.max_models_in_flight, len(todo)), timeout_s=startup_timeout_s):
+                log.warning("workers still starting after %g s; going on (their models wait for them)",
+                            startup_timeout_s)
+            result.seconds_startup = time.monotonic() - started
+            scheduler.run()
+        except KeyboardInterrupt:
+            scheduler.abort()
+            raise
+        finally:
+            result.results = list(scheduler.results)
+            bar.close()
+            pool.shutdown()
+    return cluster
+
+
+def enumerate_zoos(config: SweepConfig) -> tuple[list[ModelSpec], list[dict[str, Any]]]:
+    """The config's models zoo by zoo; a zoo that cannot be listed is reported instead of stopping the run."""
+    from ww_ray.zoos.registry import enumerate_specs
+
+    specs: list[ModelSpec] = []
+    errors: list[dict[str, Any]] = []
+    for index, zoo in enumerate(config.zoos):
+        try:
+            specs.extend(enumerate_specs([zoo]))
+        except Exception as exc:
+            log.error("zoos[%d] (%s) could not be listed: %s", index, zoo.kind, exc)
+            errors.append({"zoo": index, "kind": zoo.kind, "name": zoo.name,
+                           "error": f"{type(exc).__name__}: {exc}"})
+    return specs, errors
+
+
+def run_config(config: SweepConfig, *, out: str | None = None, address: str | None = None, resume: bool = True,
+               progress: bool = True, ray_overrides: dict[str, Any] | None = None,
+               run_id: str | None = None) -> SweepResult:
+    """Run the sweep a config describes (``out``/``address``/``ray_overrides`` replace the config's)."""
+    options = resolve_options(config.preset, **config.options)
+    ray_cfg = replace(config.ray, **(ray_overrides or {}))
+    if out is not None:
+        config = replace(config, out=out)
+    config = replace(config, ray=ray_cfg)
+    specs, zoo_errors = enumerate_zoos(config)
+    return run_sweep(specs, options, config.out, ray_cfg, resume=resume, address=address, config=config,
+                     progress=progress, zoo_errors=zoo_errors, run_id=run_id)
+
+
+__all__ = ["SweepResult", "enumerate_zoos", "model_key", "run_config", "run_sweep"]

@@ -1,0 +1,84 @@
+"""``ww-ray rescan CONFIG.yaml``: analyse the Hub models that are new since the last rescan.
+
+    ww-ray rescan configs/nightly-rescan.yaml                          # local Ray, the config's out:
+    ww-ray rescan configs/nightly-rescan.yaml --address auto --out s3://bucket/ww
+    ww-ray rescan configs/nightly-rescan.yaml --dry-run                # list and select, analyse nothing
+
+Exit status: 0 when the rescan completed, 1 when it completed but a zoo could not be listed (that
+zoo keeps its watermark), 2 for a bad config, an offline Hub or an unusable cluster, 130 when
+interrupted (run it again: models already committed are skipped, the watermark did not move).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_rescan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ww-ray rescan`` (shared with ``jobs/nightly_rescan.py``)."""
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join ('auto', 'ray://head:10001'); default: the config's ray.address, "
+                             "else RAY_ADDRESS, else start a local Ray")
+    parser.add_argument("--out", default=None, help="dataset root (folder or URI); default: the config's out:")
+    parser.add_argument("--max-models", type=int, default=None, help="models analysed at most (rescan.max_models)")
+    parser.add_argument("--time-budget", default=None,
+                        help="no new batch starts after this long, e.g. 4h or 90m (rescan.time_budget)")
+    parser.add_argument("--dry-run", action="store_true", help="list and select only; analyse and write nothing")
+    parser.add_argument("--report", default=None,
+                        help="also write the report to this file (.md: Markdown, .json: JSON, else text)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers: Any) -> None:
+    rescan = subparsers.add_parser(
+        "rescan", help="analyse Hugging Face Hub models that are new since the last rescan (nightly jobs)",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    rescan.add_argument("config", help="YAML rescan config (see configs/nightly-rescan.yaml)")
+    add_rescan_arguments(rescan)
+    rescan.set_defaults(func=cmd_rescan)
+
+
+def cmd_rescan(args: argparse.Namespace, client: Any | None = None) -> int:
+    """Run ``ww-ray rescan``; prints the report; returns the exit status."""
+    from ww_ray.config import ConfigError
+    from ww_ray.engine.cluster import ClusterError
+    from ww_ray.rescan.run import run_rescan
+    from ww_ray.rescan.settings import load_rescan_config
+    from ww_ray.zoos.errors import ZooUnavailableError
+
+    try:
+        config = load_rescan_config(args.config).with_overrides(
+            out=args.out, address=args.address, max_models=args.max_models, time_budget_s=args.time_budget)
+    except ConfigError as exc:
+        print(f"ww-ray rescan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = run_rescan(config, client=client, progress=not args.no_progress, dry_run=args.dry_run)
+    except (ClusterError, ZooUnavailableError, ValueError) as exc:
+        print(f"ww-ray rescan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ww-ray rescan: interrupted; models already committed stay (and are skipped next time), "
+              "no watermark moved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result.summary())
+    if args.report:
+        _write_report(Path(args.report), result)
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK
+
+
+def _write_report(path: Path, result) -> None:
+    if path.suffix == ".json":
+        text = json.dumps(result.report, indent=2, default=str) + "\n"
+    else:
+        text = result.summary(markdown=path.suffix == ".md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
