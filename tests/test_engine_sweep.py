@@ -238,9 +238,9 @@ def test_bad_members_end_failed_and_the_sweep_goes_on(local_ray, tmp_path, monke
 
 def test_model_past_its_timeout_fails_and_the_next_model_still_runs(local_ray, tmp_path):
     zoo = tmp_path / "zoo"
-    write_dense_model(zoo / "a-slow.safetensors", [(3000, 2500)] * 4, seed=3)
+    write_dense_model(zoo / "a-slow.safetensors", [(3000, 2500)] * 4, seed=3)  # ~20 s on one core
     write_dense_model(zoo / "b-quick.safetensors", [(200, 100)], seed=4)
-    config = _config(tmp_path, [{"kind": "local", "path": str(zoo)}], workers=2, max_models_in_flight=1,
+    config = _config(tmp_path, [{"kind": "local", "path": str(zoo)}], workers=1, max_models_in_flight=1,
                      model_timeout_s=3)
     started = time.monotonic()
     result = run_config(config, progress=False)

@@ -72,6 +72,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (ClusterError, ValueError) as exc:
         print(f"ww-ray sweep: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before any model started (listing the zoos, starting Ray): nothing was written
+        print("ww-ray sweep: interrupted before the run started; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(result.summary_table())
     if result.interrupted:
         return EXIT_INTERRUPTED

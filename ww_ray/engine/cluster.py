@@ -68,7 +68,10 @@ def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None =
     try:
         yield how
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        except Exception as exc:  # a failed disconnect must not hide the run's own outcome
+            log.warning("ray.shutdown() failed: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,11 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
         results=result.results, unfinished=result.unfinished, cluster=cluster, pool=result.pool,
         zoo_errors=result.zoo_errors, seconds_startup=result.seconds_startup,
     )
-    with deferred_interrupt():
-        result.manifest_path = write_manifest(root, run_id, manifest)
+    try:
+        with deferred_interrupt():
+            result.manifest_path = write_manifest(root, run_id, manifest)
+    except KeyboardInterrupt:  # Ctrl-C while the manifest was written: it is written, the run is over anyway
+        log.warning("interrupted while writing the run manifest; it was written in full")
     return result
 
 
