@@ -234,13 +234,13 @@ def parse_zoo(entry: Any, base: Path, where: str = "zoo") -> ZooConfig:
     return ZooConfig(
         kind=kind_name,
         name=name,
-        include=_str_list(entry.get("include"), f"{where}.include"),
-        exclude=_str_list(entry.get("exclude"), f"{where}.exclude"),
-        datasets=_str_list(entry.get("datasets"), f"{where}.datasets"),
-        architectures=_str_list(entry.get("architectures"), f"{where}.architectures"),
+        include=str_list(entry.get("include"), f"{where}.include"),
+        exclude=str_list(entry.get("exclude"), f"{where}.exclude"),
+        datasets=str_list(entry.get("datasets"), f"{where}.datasets"),
+        architectures=str_list(entry.get("architectures"), f"{where}.architectures"),
         params_min=params_min,
         params_max=params_max,
-        limit=_positive_int(entry.get("limit"), f"{where}.limit"),
+        limit=positive_int(entry.get("limit"), f"{where}.limit"),
         max_size_bytes=parse_size(entry.get("max_size"), f"{where}.max_size"),
         metadata=None if metadata is None else _path(metadata, base, f"{where}.metadata", must_exist=True),
         options=options,
@@ -257,13 +257,13 @@ def _convert_option(value: Any, tag: str, base: Path, where: str) -> Any:
             raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
         return value
     if tag == "str_list":
-        return list(_str_list(value, where))
+        return list(str_list(value, where))
     if tag == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if tag == "int":
-        return _positive_int(value, where)
+        return positive_int(value, where)
     if tag == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{where} must be a non-negative number, got {value!r}")
@@ -280,7 +280,8 @@ def _path(value: Any, base: Path, where: str, must_exist: bool) -> str:
     return str(resolved)
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
+def str_list(value: Any, where: str) -> tuple[str, ...]:
+    """A config value that is one string or a list of non-empty strings, as a tuple."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -290,7 +291,8 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _positive_int(value: Any, where: str) -> int | None:
+def positive_int(value: Any, where: str) -> int | None:
+    """A config value that is None or a positive integer (``ConfigError`` otherwise)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -371,10 +373,10 @@ def parse_ray(value: Any) -> RayConfig:
         raise ConfigError(f"ray.max_retries must be a non-negative integer, got {retries!r}")
     return RayConfig(
         address=address,
-        workers=_positive_int(value.get("workers"), "ray.workers"),
+        workers=positive_int(value.get("workers"), "ray.workers"),
         cpus_per_worker=_resource(value.get("cpus_per_worker", 1.0), "ray.cpus_per_worker"),
         gpus_per_worker=_resource(value.get("gpus_per_worker", 0.0), "ray.gpus_per_worker"),
-        max_models_in_flight=_positive_int(value.get("max_models_in_flight", 4), "ray.max_models_in_flight") or 4,
+        max_models_in_flight=positive_int(value.get("max_models_in_flight", 4), "ray.max_models_in_flight") or 4,
         model_timeout_s=None if timeout is None else float(timeout),
         max_retries=retries,
         runtime_env=dict(runtime_env) if runtime_env is not None else None,

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from ww_ray.config import ConfigError, SweepConfig, ZooConfig, parse_config
+from ww_ray.config import ConfigError, SweepConfig, ZooConfig, parse_config, positive_int, str_list
 
 #: Keys of a hub zoo entry that only a rescan understands.
 HUB_LISTING_KEYS = ("authors", "pipeline_tags", "min_downloads")
@@ -100,7 +100,7 @@ class RescanConfig:
         if address is not None:
             sweep = replace(sweep, ray=replace(sweep.ray, address=address))
         if max_models is not None:
-            settings = replace(settings, max_models=_positive_int(max_models, "--max-models"))
+            settings = replace(settings, max_models=positive_int(max_models, "--max-models"))
         if time_budget_s is not None:
             settings = replace(settings, time_budget_s=parse_duration(time_budget_s, "--time-budget"))
         return replace(self, sweep=sweep, settings=settings)
@@ -146,13 +146,13 @@ def parse_rescan_config(data: Any, base_dir: str | Path = ".") -> RescanConfig:
 
 
 def _parse_filters(entry: dict[str, Any], where: str) -> HubFilters:
-    authors = list(_names(entry.get("authors"), f"{where}.authors"))
+    authors = list(str_list(entry.get("authors"), f"{where}.authors"))
     author = entry.pop("author", None)
     if author is not None:
         if not isinstance(author, str) or not author:
             raise ConfigError(f"{where}.author must be a non-empty string, got {author!r}")
         authors.insert(0, author)
-    tags = list(_names(entry.get("pipeline_tags"), f"{where}.pipeline_tags"))
+    tags = list(str_list(entry.get("pipeline_tags"), f"{where}.pipeline_tags"))
     tag = entry.pop("pipeline_tag", None)
     if tag is not None:
         if not isinstance(tag, str) or not tag:
@@ -186,17 +186,17 @@ def parse_settings(value: Any) -> RescanSettings:
     if unknown:
         raise ConfigError(f"rescan: unknown key(s) {unknown}; allowed: {list(allowed)}")
     defaults = RescanSettings()
-    min_models = _positive_int(value.get("min_models", defaults.min_models), "rescan.min_models")
+    min_models = positive_int(value.get("min_models", defaults.min_models), "rescan.min_models")
     if min_models < 2:
         raise ConfigError("rescan.min_models must be at least 2 (a line needs two points)")
     return RescanSettings(
-        max_models=_positive_int(value.get("max_models"), "rescan.max_models"),
+        max_models=positive_int(value.get("max_models"), "rescan.max_models"),
         time_budget_s=parse_duration(value.get("time_budget"), "rescan.time_budget"),
-        batch_size=_positive_int(value.get("batch_size", defaults.batch_size), "rescan.batch_size"),
+        batch_size=positive_int(value.get("batch_size", defaults.batch_size), "rescan.batch_size"),
         since=parse_timestamp(value.get("since"), "rescan.since"),
         min_age_s=parse_duration(value.get("min_age"), "rescan.min_age") or 0.0,
-        max_listed=_positive_int(value.get("max_listed", defaults.max_listed), "rescan.max_listed"),
-        max_failures=_positive_int(value.get("max_failures", defaults.max_failures), "rescan.max_failures"),
+        max_listed=positive_int(value.get("max_listed", defaults.max_listed), "rescan.max_listed"),
+        max_failures=positive_int(value.get("max_failures", defaults.max_failures), "rescan.max_failures"),
         min_models=min_models,
     )
 
@@ -237,21 +237,3 @@ def parse_timestamp(value: Any, where: str = "timestamp") -> _dt.datetime | None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=_dt.timezone.utc)
     return stamp.astimezone(_dt.timezone.utc)
-
-
-def _names(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where} must be a list of non-empty strings, got {value!r}")
-    return tuple(value)
-
-
-def _positive_int(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
-    return value
