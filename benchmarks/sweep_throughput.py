@@ -7,14 +7,15 @@ the same preset:
 
 * ``in-process``: ``ww_ray.analyze(path)`` for each file, one after the other, all BLAS threads;
 * ``weightwatcher``: ``WeightWatcher(model=state_dict).analyze()`` for each file (its own defaults);
-* ``ray, N workers``: ``ww_ray.engine.run_sweep`` on a local Ray (started once, ``num_cpus`` = usable
-  CPUs), a fresh dataset root each time, for each worker count asked for.
+* ``ray, N workers``: ``ww_ray.engine.run_sweep`` on a local Ray started once as ``ww-ray sweep``
+  starts it (``num_cpus`` = usable CPUs), a fresh dataset root each time, for each worker count.
 
 For the Ray path the table gives the wall time of the whole sweep and the part after startup
 (starting the worker processes, paid once per sweep); the overhead is the Ray sweep's time over
 the in-process time, with and without that startup. Target: ≤ 15 % with ≥ 4 models.
 
     python benchmarks/sweep_throughput.py                      # 4 models, 1 and 2 workers
+    python benchmarks/sweep_throughput.py --repeat 3           # best of 3 (noisy, shared machines)
     python benchmarks/sweep_throughput.py --models 8 --workers 1 2 4 --skip-weightwatcher
 """
 from __future__ import annotations
@@ -89,12 +90,14 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=4, help="synthetic models in the zoo (default 4)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time (default 1 2)")
     parser.add_argument("--preset", default="paper", choices=["paper", "ww"])
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="best of this many runs for in-process and each Ray sweep (weightwatcher runs once)")
     parser.add_argument("--skip-weightwatcher", action="store_true")
     args = parser.parse_args()
 
     import ray
 
-    from ww_ray.engine.cluster import usable_cpus
+    from ww_ray.engine.cluster import local_init_options, usable_cpus
 
     with tempfile.TemporaryDirectory(prefix="ww-ray-bench-") as tmp:
         zoo = Path(tmp) / "zoo"
@@ -102,20 +105,24 @@ def main() -> None:
         paths = write_gpt2_small_shaped(zoo, args.models)
         size_mb = sum(p.stat().st_size for p in paths) / 1e6
         print(f"{args.models} GPT-2-small-shaped models ({len(GPT2_SMALL_SHAPES)} matrices each, {size_mb:.0f} MB), "
-              f"preset {args.preset}, {usable_cpus()} CPUs")
+              f"preset {args.preset}, {usable_cpus()} CPUs, best of {args.repeat}")
         rows = []
-        seconds, matrices = time_in_process(paths, args.preset)
+        seconds, matrices = min(time_in_process(paths, args.preset) for _ in range(args.repeat))
         rows.append(("in-process ww_ray.analyze", seconds, None, matrices))
         in_process = seconds
         if not args.skip_weightwatcher:
             seconds, matrices = time_weightwatcher(paths)
             rows.append(("weightwatcher 0.7.7 in-process", seconds, None, matrices))
         started = time.perf_counter()
-        ray.init(num_cpus=usable_cpus(), include_dashboard=False, logging_level=logging.WARNING)
+        # The same local Ray that `ww-ray sweep` starts (warm load workers), started once for all runs.
+        ray.init(**local_init_options(usable_cpus(), max(args.workers), loads=max(args.workers) + 1),
+                 logging_level=logging.WARNING)
         ray_init = time.perf_counter() - started
         try:
             for workers in args.workers:
-                total, after_startup, matrices = time_ray_sweep(zoo, Path(tmp) / f"out-{workers}", args.preset, workers)
+                runs = [time_ray_sweep(zoo, Path(tmp) / f"out-{workers}-{i}", args.preset, workers)
+                        for i in range(args.repeat)]
+                total, after_startup, matrices = min(runs, key=lambda run: run[1])
                 rows.append((f"ray sweep, {workers} worker{'s' if workers > 1 else ''}", total, after_startup, matrices))
         finally:
             ray.shutdown()

@@ -26,6 +26,7 @@ FAST_FAILURE_DETECTION = {
     "health_check_period_ms": 500,
     "health_check_timeout_ms": 500,
     "health_check_failure_threshold": 3,
+    "num_workers_soft_limit": 6,  # keep load workers warm (see ww_ray.engine.cluster)
 }
 
 

@@ -111,3 +111,15 @@ def test_cli_analyze_prints_table_and_summary_and_writes_rows(resnet20, tmp_path
     bad.write_bytes(b"\x00" * 64)
     assert cli_main(["analyze", str(bad)]) == 1
     assert "failed" in capsys.readouterr().out
+
+
+def test_option_labels_name_every_change_and_round_trip():
+    from ww_ray.spectral.presets import options_from_label
+
+    assert resolve_options("paper").label == "paper"
+    assert resolve_options("paper", device="cpu").label == "paper"  # the device does not change numbers
+    tuned = resolve_options("ww", conv_method="fft", fft_size=8, xmax="force")
+    assert tuned.label == "ww+conv_method=fft,fft_size=8,xmax=force"
+    assert options_from_label(tuned.label) == tuned
+    rows = ww_ray.analyze(torch.nn.Linear(100, 200), conv_method="stacked", min_evals=0)
+    assert set(rows["preset"]) == {"paper+conv_method=stacked,min_evals=0"}

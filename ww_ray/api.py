@@ -59,7 +59,7 @@ def analyze_weights(weights: Iterable[LayerWeight], options: AnalysisOptions, de
 def _failed_source_frame(source: Any, options: AnalysisOptions, error: str) -> pd.DataFrame:
     row = {name: None for name in LAYERS_SCHEMA.names}
     row.update(model_id=str(source) if isinstance(source, str) else type(source).__name__,
-               status="failed", error=error, preset=options.preset)
+               status="failed", error=error, preset=options.label)
     return pd.DataFrame([row], columns=LAYERS_SCHEMA.names)
 
 

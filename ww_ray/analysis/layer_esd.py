@@ -8,14 +8,14 @@ and Marchenko–Pastur bulk with the spectral core. When the weights cannot be r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ww_ray.spectral.esd import eigenvalues
 from ww_ray.spectral.matrices import layer_inputs
 from ww_ray.spectral.powerlaw_fit import PowerLawFit, fit_power_law
-from ww_ray.spectral.presets import resolve_options
+from ww_ray.spectral.presets import options_from_label
 from ww_ray.spectral.rmt import MPFit, fit_marchenko_pastur
 
 
@@ -39,8 +39,9 @@ def layer_spectrum(uri: str | None, layer_name: str, slice_id: int | None = None
         raise SpectrumUnavailable("the models row has no uri, so its weights cannot be read again")
     from ww_ray.zoos.source import open_source
 
-    overrides = {"conv_method": conv_method} if conv_method else {}
-    options = resolve_options(preset if preset in ("paper", "ww") else "paper", **overrides)
+    options = options_from_label(preset or "paper")
+    if conv_method and conv_method != options.conv_method:
+        options = replace(options, conv_method=conv_method)
     try:
         _, weights = open_source(uri)
         weight = next((w for w in weights if w.name == layer_name), None)

@@ -9,10 +9,16 @@ and left open.
 Pool sizing: CPU workers reserve ``cpus_per_worker`` CPUs each, cut down to a fraction when more
 workers are asked for than the cluster has CPUs (``workers: 4`` on a 2-core machine gives four
 workers of 0.5 CPU instead of two that never start and hold their queued shards forever). Load tasks
-reserve no CPU (``LOAD_CPUS``): they are bounded by ``max_models_in_flight`` and their ``memory``
-request, so the worker pool can never starve them — not on a 2-core machine, not after a node is
-lost. When the cluster has GPUs and the options allow them, each worker takes ``gpus_per_worker``
+reserve no CPU (``LOAD_CPUS``): the driver bounds them (one load per two workers at a time, at most
+``max_models_in_flight`` models in flight) and Ray places them by their ``memory`` request, so the
+worker pool can never starve them — not on a 2-core machine, not after a node is lost. When the cluster has GPUs and the options allow them, each worker takes ``gpus_per_worker``
 GPUs (1 when unset) and computes on ``cuda``.
+
+Warm load workers: Ray kills idle worker processes beyond a soft limit (one per CPU, the spectral
+workers included), so with every CPU taken by a spectral worker each load task would start a fresh
+process and import torch again — seconds per model. The embedded local Ray raises that limit by
+the number of models in flight (``local_init_options``); on a cluster you start yourself, do the
+same: ``RAY_num_workers_soft_limit=<CPUs + models in flight> ray start ...``.
 """
 from __future__ import annotations
 
@@ -44,9 +50,20 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def local_init_options(num_cpus: int, workers: int | None = None, loads: int = 4) -> dict[str, Any]:
+    """``ray.init`` arguments of the embedded local Ray: its CPUs, no dashboard, warm load workers."""
+    processes = max(num_cpus, workers or 0) + max(1, loads) + 1
+    return {"num_cpus": num_cpus, "include_dashboard": False,
+            "_system_config": {"num_workers_soft_limit": processes}}
+
+
 @contextmanager
-def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None = None) -> Iterator[str]:
-    """Open (or reuse) a Ray session for the duration of a sweep; yields how it was obtained."""
+def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None = None, *,
+                workers: int | None = None, loads: int = 4) -> Iterator[str]:
+    """Open (or reuse) a Ray session for the duration of a sweep; yields how it was obtained.
+
+    ``workers`` and ``loads`` (spectral workers and models in flight) size the local Ray's process pool.
+    """
     import ray
 
     if ray.is_initialized():
@@ -61,7 +78,8 @@ def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None =
             ray.init(address=target, **kwargs)
             how = f"joined {target}"
         else:
-            ray.init(num_cpus=usable_cpus(), include_dashboard=False, **kwargs)
+            # address="local": always a new local Ray, never a cluster someone else `ray start`-ed here.
+            ray.init(address="local", **local_init_options(usable_cpus(), workers, loads), **kwargs)
             how = "local"
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot start or join Ray ({'address ' + target if target else 'local'}): {exc}") from exc

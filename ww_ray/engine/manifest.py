@@ -69,7 +69,8 @@ def git_sha() -> str | None:
 def build_manifest(*, run_id: str, status: str, started_at: _dt.datetime, seconds: float, root: str,
                    config: Any, options: AnalysisOptions, counts: dict[str, int], results: list[Any],
                    unfinished: list[tuple], cluster: dict[str, Any] | None, pool: dict[str, Any] | None,
-                   zoo_errors: list[dict[str, Any]], seconds_startup: float = 0.0) -> dict[str, Any]:
+                   zoo_errors: list[dict[str, Any]], seconds_startup: float = 0.0,
+                   error: str | None = None) -> dict[str, Any]:
     """The manifest body (``write_manifest`` adds ``schema_version``)."""
     config_plain = plain(config) if config is not None else None
     slowest = sorted(results, key=lambda r: -r.seconds_total)[:10]
@@ -77,12 +78,13 @@ def build_manifest(*, run_id: str, status: str, started_at: _dt.datetime, second
         "run_id": run_id,
         "kind": "sweep",
         "status": status,
+        "error": error,
         "started_at": started_at.isoformat(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "root": root,
         "config": config_plain,
         "config_hash": config_hash(config_plain),
-        "preset": options.preset,
+        "preset": options.label,
         "analysis_options": options.as_dict(),
         "analyzer_version": ANALYZER_VERSION,
         "ww_ray_version": ww_ray.__version__,

@@ -60,7 +60,7 @@ def layer_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _base(spec: ModelSpec, run_id: str, options: AnalysisOptions) -> dict[str, Any]:
     row = {k: v for k, v in spec.to_row().items() if k in _MODEL_COLUMNS}
-    row.update(revision=spec.revision or "", run_id=run_id, preset=options.preset,
+    row.update(revision=spec.revision or "", run_id=run_id, preset=options.label,
                analyzer_version=ANALYZER_VERSION)
     return row
 

@@ -88,8 +88,10 @@ def format_summary(result: "SweepResult", slowest: int = 5, failures: int = 10) 
             lines.append(f"  ... and {len(bad) - failures} more (models table, status != 'ok')")
     for problem in result.zoo_errors:
         lines.append(f"  zoo {problem['zoo']} ({problem['kind']}) could not be listed: {_clip(problem['error'], 300)}")
+    if result.error:
+        lines.append(f"  stopped by an error: {_clip(result.error, 300)}")
     if result.unfinished:
-        lines.append("  interrupted: run the same command again to finish the remaining models (resume)")
+        lines.append("  unfinished: run the same command again to finish the remaining models (resume)")
     lines.append(f"  data: {result.root}  (layers/, models/, runs/{result.run_id}.json)")
     lines.append(f"  query: ww_ray.store.open_dataset({str(result.root)!r}).sql('SELECT model_id, status, alpha FROM models')"
                  f", or DuckDB read_parquet('{result.root}/models/**/*.parquet', hive_partitioning=true)")

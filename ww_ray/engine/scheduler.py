@@ -1,6 +1,8 @@
 """The driver's event loop: models in flight, their load tasks and shards, retries, timeouts, commits.
 
-For each planned model, in order, while fewer than ``max_models_in_flight`` are in flight:
+For each planned model, in order, while fewer than ``max_models_in_flight`` are in flight and fewer
+than ``max_loads`` are loading (loads copy whole models in memory: a few at a time keep the workers
+fed without taking their CPU and memory bandwidth):
 
 1. a load task (``engine.loader.load_model``) with a ``memory`` request from the model's planned
    size returns a header and the model's shards (owned by the driver);
@@ -133,7 +135,7 @@ class Scheduler:
     """Runs planned models through load tasks and the worker pool and commits each one."""
 
     def __init__(self, specs: list[ModelSpec], options: AnalysisOptions, root: StoreRoot, run_id: str,
-                 pool: WorkerPool, *, max_in_flight: int = 4, max_retries: int = 2,
+                 pool: WorkerPool, *, max_in_flight: int = 4, max_loads: int = 1, max_retries: int = 2,
                  model_timeout_s: float | None = None, node_memory: float | None = None,
                  on_model: Callable[[ModelResult], None] | None = None,
                  on_matrices: Callable[[int], None] | None = None) -> None:
@@ -143,6 +145,7 @@ class Scheduler:
         self.run_id = run_id
         self.pool = pool
         self.max_in_flight = max(1, int(max_in_flight))
+        self.max_loads = max(1, int(max_loads))
         self.max_retries = max(0, int(max_retries))
         self.model_timeout_s = model_timeout_s
         self.node_memory = node_memory
@@ -157,7 +160,7 @@ class Scheduler:
     def run(self) -> list[ModelResult]:
         """Run until every model is committed; KeyboardInterrupt propagates (call ``abort`` then)."""
         while self.waiting or self.active:
-            while self.waiting and len(self.active) < self.max_in_flight:
+            while self.waiting and len(self.active) < self.max_in_flight and self._loading() < self.max_loads:
                 self._start(self.waiting.popleft())
             self.pool.dispatch()
             loads = {run.header_ref: run for run in self.active.values()
@@ -195,6 +198,9 @@ class Scheduler:
 
     # ---- loading -----------------------------------------------------------------------------
 
+    def _loading(self) -> int:
+        return sum(1 for run in self.active.values() if run.header is None)
+
     def _start(self, spec: ModelSpec) -> None:
         run = _ModelRun(spec=spec, started=time.monotonic())
         self.active[run.key] = run
@@ -217,10 +223,8 @@ class Scheduler:
         except UNSCHEDULABLE_ERRORS as exc:
             self._fail(run, f"the load task cannot be scheduled: {short_error(exc)}")
             return
-        except SYSTEM_ERRORS as exc:
+        except SYSTEM_ERRORS + (rex.TaskCancelledError,) as exc:
             self._system_failure(run, exc, "loading")
-            return
-        except rex.TaskCancelledError:
             return
         except Exception as exc:  # the load task itself raised: a bug or a broken environment, not retried
             self._fail(run, f"load task error: {short_error(exc)}")

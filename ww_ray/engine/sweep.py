@@ -41,13 +41,18 @@ log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 120.0
 
 
+def loads_at_once(workers: int) -> int:
+    """Models loading at the same time: one per two spectral workers (at least one)."""
+    return max(1, (workers + 1) // 2)
+
+
 @dataclass
 class SweepResult:
     """What a sweep did: per-model results, counts, where the data and the manifest are."""
 
     run_id: str
     root: str
-    status: str                                   # completed | interrupted
+    status: str                                   # completed | interrupted | crashed
     planned: int
     already_done: int
     results: list[ModelResult] = field(default_factory=list)
@@ -56,7 +61,9 @@ class SweepResult:
     seconds_startup: float = 0.0                  # starting or joining Ray and the workers, before any model
     manifest_path: str | None = None
     pool: dict[str, Any] | None = None
+    cluster: dict[str, Any] | None = None
     zoo_errors: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None                      # why a crashed run stopped
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,16 +105,19 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
     run_id = run_id or new_run_id()
     started_at = _dt.datetime.now(_dt.timezone.utc)
     started = time.monotonic()
-    done = done_keys(root, ANALYZER_VERSION, preset=options.preset) if resume else set()
+    done = done_keys(root, ANALYZER_VERSION, preset=options.label) if resume else set()
     plan = plan_models(list(specs), done)
     result = SweepResult(run_id=run_id, root=str(root), status="completed", planned=len(plan.todo),
                          already_done=len(plan.already_done), zoo_errors=list(zoo_errors or []))
-    cluster: dict[str, Any] | None = None
+    crash: Exception | None = None
     if plan.todo:
         try:
-            cluster = _run(plan.todo, options, root, run_id, ray_cfg, address, progress, restart_grace_s, result)
+            _run(plan.todo, options, root, run_id, ray_cfg, address, progress, restart_grace_s, result)
         except KeyboardInterrupt:
             result.status = "interrupted"
+        except Exception as exc:  # cannot start Ray, or a bug: recorded in the manifest, then raised
+            result.status, result.error, crash = "crashed", f"{type(exc).__name__}: {exc}", exc
+        if result.status != "completed":
             finished = {r.key for r in result.results}
             result.unfinished = [model_key(spec) for spec in plan.todo if model_key(spec) not in finished]
     result.seconds = time.monotonic() - started
@@ -117,35 +127,39 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
         counts={"planned": result.planned, "already_done": result.already_done, **result.counts,
                 "unfinished": len(result.unfinished), "duplicates_dropped": len(plan.duplicates),
                 "matrices": sum(r.matrices for r in result.results)},
-        results=result.results, unfinished=result.unfinished, cluster=cluster, pool=result.pool,
-        zoo_errors=result.zoo_errors, seconds_startup=result.seconds_startup,
+        results=result.results, unfinished=result.unfinished, cluster=result.cluster, pool=result.pool,
+        zoo_errors=result.zoo_errors, seconds_startup=result.seconds_startup, error=result.error,
     )
     try:
         with deferred_interrupt():
             result.manifest_path = write_manifest(root, run_id, manifest)
     except KeyboardInterrupt:  # Ctrl-C while the manifest was written: it is written, the run is over anyway
         log.warning("interrupted while writing the run manifest; it was written in full")
+    if crash is not None:
+        raise crash
     return result
 
 
 def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray_cfg: RayConfig,
          address: str | None, progress: bool, restart_grace_s: float, result: SweepResult,
-         startup_timeout_s: float = STARTUP_TIMEOUT_S) -> dict[str, Any]:
+         startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
     """Start or join Ray, run the scheduler; fills ``result`` (also when interrupted)."""
     from ww_ray.engine.cluster import cluster_resources, plan_pool
     from ww_ray.engine.pool import WorkerPool
     from ww_ray.engine.scheduler import Scheduler
 
     started = time.monotonic()
-    with ray_session(address or ray_cfg.address, ray_cfg.runtime_env) as how:
+    with ray_session(address or ray_cfg.address, ray_cfg.runtime_env, workers=ray_cfg.workers,
+                     loads=ray_cfg.max_models_in_flight) as how:
         resources = cluster_resources()
         useful = sum(shard_count(spec, 1 << 20) for spec in todo)
         pool_spec = plan_pool(ray_cfg, options, resources, max_useful=useful)
         result.pool = pool_spec.as_dict()
-        cluster = {"how": how, **resources}
+        result.cluster = {"how": how, **resources}
         pool = WorkerPool(pool_spec, options, restart_grace_s=restart_grace_s)
         bar = Progress(len(todo), enabled=progress)
         scheduler = Scheduler(todo, options, root, run_id, pool, max_in_flight=ray_cfg.max_models_in_flight,
+                              max_loads=loads_at_once(pool_spec.workers),
                               max_retries=ray_cfg.max_retries, model_timeout_s=ray_cfg.model_timeout_s,
                               node_memory=pool_spec.node_memory, on_model=bar.model_done, on_matrices=bar.matrices)
         try:
@@ -162,7 +176,6 @@ def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray
             result.results = list(scheduler.results)
             bar.close()
             pool.shutdown()
-    return cluster
 
 
 def enumerate_zoos(config: SweepConfig) -> tuple[list[ModelSpec], list[dict[str, Any]]]:

@@ -124,9 +124,9 @@ def run_rescan(config: RescanConfig, *, client: Any | None = None, root: StoreRo
     started, started_at = clock(), _dt.datetime.now(_dt.timezone.utc)
     now = now or started_at
     watermarks = previous_watermarks(read_manifests(store))
-    history = read_history(store, ANALYZER_VERSION, options.preset)
+    history = read_history(store, ANALYZER_VERSION, options.label)
 
-    scans, selection = _scan_zoos(config, client, watermarks, history, options.preset, now)
+    scans, selection = _scan_zoos(config, client, watermarks, history, options.label, now)
     selected, waiting = order_and_cap(selection.candidates, settings.max_models)
     pending: dict[Key, str] = {c.key: "over the per-night cap (rescan.max_models)" for c in waiting}
     result = RescanResult(run_id=run_id, root=str(store), status="dry-run" if dry_run else "completed",
@@ -139,7 +139,7 @@ def run_rescan(config: RescanConfig, *, client: Any | None = None, root: StoreRo
 
     deadline = started + settings.time_budget_s if settings.time_budget_s else None
     _analyse(config, options, store, result, deadline, clock, progress)
-    _settle(result, store, options.preset, history.failures, settings.max_failures)
+    _settle(result, store, options.label, history.failures, settings.max_failures)
     models = read_table(store, "models")
     regressions = _refresh(result, store, models, settings.min_models)
     run_ids = [b.run_id for b in result.batches]
@@ -191,7 +191,7 @@ def _manifest(config: RescanConfig, options: AnalysisOptions, result: RescanResu
         "kind": RESCAN_KIND, "status": result.status, "started_at": started_at.isoformat(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(), "root": root,
         "config": plain(config.sweep), "rescan": plain(asdict(config.settings)),
-        "config_hash": config_hash(plain(config.sweep)), "preset": options.preset,
+        "config_hash": config_hash(plain(config.sweep)), "preset": options.label,
         "analysis_options": options.as_dict(), "analyzer_version": ANALYZER_VERSION,
         "ww_ray_version": ww_ray.__version__, "git_sha": git_sha(), "packages": package_versions(),
         "watermarks": {s.fingerprint: {**(s.watermark or s.previous).as_dict(), "previous": iso(s.previous.at),

@@ -158,7 +158,7 @@ def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dic
         "layer_index": item.layer_index, "layer_name": item.layer_name, "layer_type": item.layer_type,
         "slice_id": item.slice_id, "conv_method": item.conv_method, "N": item.N, "M": item.M,
         "Q": item.N / item.M if item.M else math.nan, "rf": item.rf, "num_evals": item.num_evals,
-        **METRIC_DEFAULTS, "status": item.status, "error": item.error, "preset": options.preset,
+        **METRIC_DEFAULTS, "status": item.status, "error": item.error, "preset": options.label,
         "analyzer_version": ANALYZER_VERSION, "device": device, "seconds": 0.0,
     }
 

@@ -7,9 +7,12 @@ can be overridden on top of a preset::
     >>> opts = resolve_options("ww", randomize=True)
     >>> (opts.conv_method, opts.min_evals, opts.small_n_fit, opts.randomize)
     ('pooled', 8, True, True)
+    >>> opts.label
+    'ww+randomize=True'
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -83,6 +86,21 @@ class AnalysisOptions:
             raise ValueError("invalid analysis options: " + "; ".join(problems))
 
     @property
+    def label(self) -> str:
+        """The preset name, plus every option that differs from it (``paper+conv_method=fft``).
+
+        Rows record it in their ``preset`` column and resume compares it, so a sweep with other
+        options never takes rows computed with different ones for work already done. ``device``
+        is left out: it does not change the numbers.
+        """
+        base = PRESETS.get(self.preset)
+        if base is None:
+            return self.preset
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                   if f.name not in ("preset", "device") and getattr(self, f.name) != getattr(base, f.name)]
+        return "+".join([self.preset, ",".join(changed)]) if changed else self.preset
+
+    @property
     def uses_powerlaw_package(self) -> bool:
         return self.fit == "TPL" or self.xmax == "force"
 
@@ -116,3 +134,20 @@ def resolve_options(preset: str = "paper", **overrides: Any) -> AnalysisOptions:
     if unknown:
         raise ValueError(f"unknown analysis option(s) {unknown}; known options: {sorted(known - {'preset'})}")
     return replace(PRESETS[preset], **overrides)
+
+
+def options_from_label(label: str) -> AnalysisOptions:
+    """The options an ``AnalysisOptions.label`` stands for (the inverse of ``label``).
+
+    >>> options_from_label("paper+conv_method=fft,fft_size=8").fft_size
+    8
+    """
+    preset, _, changed = label.partition("+")
+    overrides: dict[str, Any] = {}
+    for pair in filter(None, changed.split(",")):
+        name, _, text = pair.partition("=")
+        try:
+            overrides[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[name] = text  # plain strings such as fft, TPL, force
+    return resolve_options(preset, **overrides)
