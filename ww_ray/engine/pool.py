@@ -11,6 +11,7 @@ node can host it) is retired, so the sweep never waits on it forever.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import ray
 from ww_ray.engine.cluster import PoolSpec
 from ww_ray.engine.worker import SpectralWorker
 from ww_ray.spectral.presets import AnalysisOptions
+
+log = logging.getLogger(__name__)
 
 _RemoteWorker = ray.remote(SpectralWorker)
 #: Seconds between probes of an actor that is down.
@@ -153,15 +156,15 @@ class WorkerPool:
         """Kill the actor (it restarts) to abandon the shard it computes; the slot frees when its call fails."""
         try:
             ray.kill(slot.actor, no_restart=False)
-        except Exception:
-            pass
+        except Exception:  # already dead or gone with its node: nothing left to kill
+            return
 
     def _retire(self, slot: Slot) -> None:
         slot.retired, slot.probe = True, None
         try:
             ray.kill(slot.actor, no_restart=True)
-        except Exception:
-            pass
+        except Exception:  # already dead or gone with its node: nothing left to kill
+            log.debug("actor already gone")
 
     @property
     def alive(self) -> int:
@@ -171,7 +174,7 @@ class WorkerPool:
         for slot in self.slots:
             try:
                 ray.kill(slot.actor, no_restart=True)
-            except Exception:
-                pass
+            except Exception:  # already dead or gone with its node
+                continue
         self.slots.clear()
         self.queue.clear()
