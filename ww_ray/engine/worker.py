@@ -37,7 +37,7 @@ class SpectralWorker:
         from ww_ray.spectral.metrics import compute_rows
 
         started = time.perf_counter()
-        rows = compute_rows(inputs, options, device=self.device)
+        rows = compute_rows(inputs, options, device=self.device, threads=self.threads)
         return {"rows": rows, "seconds": time.perf_counter() - started, "node": socket.gethostname()}
 
     def info(self) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _one_by_one(items: list[SpectralInput]) -> list[np.ndarray]:
+def _one_by_one(items: list[SpectralInput], threads: int) -> list[np.ndarray]:
     """Large matrices on the CPU, each decomposed alone; concurrently on several cores.
 
     The symmetric tridiagonal reduction inside LAPACK's eigen-solver is memory-bound and scales
@@ -118,7 +118,7 @@ def _one_by_one(items: list[SpectralInput]) -> list[np.ndarray]:
     solve at a time (measured 1.3x on 2 cores for GPT-2 shapes: benchmarks/vs_weightwatcher.py).
     """
     jobs = [(i, b) for i, it in enumerate(items) for b in range(it.matrices.shape[0])]
-    threads = min(cpu_threads(), len(jobs))
+    threads = min(threads, len(jobs))
 
     def solve(job: tuple[int, int]) -> np.ndarray:
         i, b = job
@@ -135,7 +135,7 @@ def _one_by_one(items: list[SpectralInput]) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in out]
 
 
-def _batched_eigenvalues(items: list[SpectralInput], device: str) -> list[np.ndarray]:
+def _batched_eigenvalues(items: list[SpectralInput], device: str, threads: int) -> list[np.ndarray]:
     """Per-matrix eigenvalues for same-shape items.
 
     Small matrices (conv slices) are stacked into few batched calls: per-call overhead dominates
@@ -144,7 +144,7 @@ def _batched_eigenvalues(items: list[SpectralInput], device: str) -> list[np.nda
     """
     m = min(items[0].matrices.shape[1:])
     if m >= _STACK_BELOW and device == "cpu":
-        return _one_by_one(items)
+        return _one_by_one(items, threads)
     stack_sizes = [it.matrices.shape[0] for it in items]
     per_call = max(1, _MAX_BATCH_BYTES // (16 * m * m))
     stacked = np.concatenate([it.matrices for it in items]) if len(items) > 1 else items[0].matrices
@@ -171,8 +171,13 @@ def _randomized_control(item: SpectralInput, evals: np.ndarray, options: Analysi
     return {"rand_distance": esd_distance(evals, rand_evals), "num_traps": traps}
 
 
-def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: str = "auto") -> list[dict[str, Any]]:
-    """Rows (dicts with the LAYERS_SCHEMA shape, metric and status fields) for ``inputs``, in order."""
+def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: str = "auto",
+                 threads: int | None = None) -> list[dict[str, Any]]:
+    """Rows (dicts with the LAYERS_SCHEMA shape, metric and status fields) for ``inputs``, in order.
+
+    ``threads``: CPU cores for concurrent eigen-solves (default ``cpu_threads()``); a Ray worker
+    passes the CPUs it was granted.
+    """
     used_device = resolve_device(device if device != "auto" else options.device)
     rows = [_base_row(item, options, used_device) for item in inputs]
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -183,7 +188,7 @@ def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: 
         items = [inputs[p] for p in positions]
         started = time.perf_counter()
         try:
-            per_item = _batched_eigenvalues(items, used_device)
+            per_item = _batched_eigenvalues(items, used_device, threads or cpu_threads())
         except Exception as exc:  # a LAPACK/CUDA failure fails these rows, not the shard
             for p in positions:
                 rows[p].update(status="failed", error=f"eigenvalue computation failed: {exc}")
