@@ -21,7 +21,10 @@ _COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ww-ray", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ww-ray",
+        description="Heavy-tailed weight-spectrum metrics of pretrained models, at scale on Ray; "
+                    "one sub-command per stage.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in _COMMAND_MODULES:
         try:
