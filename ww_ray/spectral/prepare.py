@@ -23,13 +23,13 @@ from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.weights import EMBEDDING, LayerWeight
 
 
-def _eval_count_for_filter(item: SpectralInput, options: AnalysisOptions) -> int:
+def _eval_count_for_filter(item: SpectralInput) -> int:
     """The size WeightWatcher filters on: M, or M·rf for pooled conv ESDs."""
     return item.M * item.rf if item.conv_method == "pooled" else item.M
 
 
 def _size_problem(item: SpectralInput, options: AnalysisOptions) -> str | None:
-    count = _eval_count_for_filter(item, options)
+    count = _eval_count_for_filter(item)
     what = "M*rf" if item.conv_method == "pooled" else "M"
     if options.min_evals and count < options.min_evals:
         return f"{what}={count} < min_evals={options.min_evals} (preset {options.preset})"
