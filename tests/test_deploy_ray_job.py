@@ -8,6 +8,8 @@ every Ray on the machine).
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import secrets
@@ -69,8 +71,8 @@ def _wait_for_job_server(url: str, token: str, deadline: float, head: subprocess
             with urllib.request.urlopen(request, timeout=2) as reply:
                 if reply.status == 200:
                     return
-        except OSError:
-            pass
+        except OSError:  # not listening yet: poll again until the deadline
+            reply = None
         if time.monotonic() > deadline:
             pytest.fail(f"the job server did not come up in time:\n{log.read_text()[-4000:]}")
         time.sleep(0.5)
@@ -108,10 +110,8 @@ def ray_head(token: str):
         while _our_processes(str(temp)) and time.monotonic() < deadline:
             time.sleep(0.5)
         for pid in _our_processes(str(temp)):  # stragglers of this head only
-            try:
+            with contextlib.suppress(ProcessLookupError):  # already gone
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(temp, ignore_errors=True)
 
 

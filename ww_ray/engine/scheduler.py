@@ -22,6 +22,8 @@ takes ends with exactly one committed ``models`` row.
 """
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import signal
 import threading
@@ -395,7 +397,6 @@ class Scheduler:
 
 
 def _cancel(ref: ray.ObjectRef) -> None:
-    try:
+    """Best-effort cancel: a task that already finished or died has nothing left to cancel."""
+    with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
-    except Exception:
-        pass

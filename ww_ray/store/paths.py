@@ -16,6 +16,8 @@ segment; pyarrow and DuckDB decode them back, and the files carry the exact valu
 """
 from __future__ import annotations
 
+import contextlib
+
 import re
 import uuid
 from typing import Callable
@@ -84,9 +86,8 @@ def atomic_write(filesystem: pafs.FileSystem, final_path: str, write: Callable[[
             write(stream)
         filesystem.move(tmp, final_path)
     except BaseException:
-        try:
+        # Best-effort clean-up of the hidden temp file; the original error is what the caller sees.
+        with contextlib.suppress(Exception):
             if filesystem.get_file_info(tmp).type != pafs.FileType.NotFound:
                 filesystem.delete_file(tmp)
-        except Exception:
-            pass
         raise
