@@ -14,6 +14,11 @@ MARKER and waits to be killed.
 """
 from __future__ import annotations
 
+try:
+    from tests._zoos_util import safetensors_header_metadata
+except ModuleNotFoundError:  # run as a script (the killed-rescan child): its own folder is on sys.path
+    from _zoos_util import safetensors_header_metadata
+
 import datetime as _dt
 import hashlib
 import json
@@ -55,16 +60,6 @@ def write_dense_file(path: Path, shapes: list[tuple[int, int]], seed: int) -> Pa
     return path
 
 
-def _header_metadata(path: Path):
-    from huggingface_hub.utils import SafetensorsFileMetadata, TensorInfo
-
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    metadata = header.pop("__metadata__", {}) or {}
-    return SafetensorsFileMetadata(metadata=metadata, tensors={
-        name: TensorInfo(dtype=t["dtype"], shape=t["shape"], data_offsets=tuple(t["data_offsets"]))
-        for name, t in header.items()})
 
 
 class FakeHub:
@@ -173,7 +168,7 @@ class FakeHub:
 
         self.calls.append(("get_safetensors_metadata", {"repo_id": repo_id, "revision": revision}))
         folder = Path(self._revision(repo_id, revision)["folder"])
-        files = {p.name: _header_metadata(p) for p in sorted(folder.glob("*.safetensors"))}
+        files = {p.name: safetensors_header_metadata(p) for p in sorted(folder.glob("*.safetensors"))}
         weight_map = {t: name for name, fm in files.items() for t in fm.tensors}
         return SafetensorsRepoMetadata(metadata=None, sharded=len(files) > 1, weight_map=weight_map,
                                        files_metadata=files)

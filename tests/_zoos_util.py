@@ -4,9 +4,11 @@ Real-weight locations come from the fixtures in conftest.py (akamaster_dir, mini
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
+import struct
 from pathlib import Path
 
 
@@ -57,3 +59,16 @@ def write_raw_evil_pickle(path: Path, marker: Path) -> None:
     """A plain (non-zip) pickle stream with the same payload."""
     with open(path, "wb") as handle:
         pickle.dump({"payload": CodeRunningPayload(marker)}, handle, protocol=2)
+
+
+def safetensors_header_metadata(path: Path):
+    """The real safetensors header of a file, as huggingface_hub's ``get_safetensors_metadata`` reports it."""
+    from huggingface_hub.utils import SafetensorsFileMetadata, TensorInfo
+
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    metadata = header.pop("__metadata__", {}) or {}
+    return SafetensorsFileMetadata(metadata=metadata, tensors={
+        name: TensorInfo(dtype=t["dtype"], shape=t["shape"], data_offsets=tuple(t["data_offsets"]))
+        for name, t in header.items()})

@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub.hf_api import ModelInfo
 from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
 
-from tests._zoos_util import make_hf_cache, tiny_gpt2
+from tests._zoos_util import safetensors_header_metadata, make_hf_cache, tiny_gpt2
 from ww_ray.config import parse_config
 from ww_ray.zoos import hub
 from ww_ray.zoos.errors import ModelSkipped, UnsafeIdError, ZooUnavailableError
@@ -21,15 +21,6 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_SHA = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
 
 
-def _header_metadata(path: Path) -> SafetensorsFileMetadata:
-    """The real safetensors header of a file, as huggingface_hub reports it."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    metadata = header.pop("__metadata__", {}) or {}
-    return SafetensorsFileMetadata(metadata=metadata, tensors={
-        name: TensorInfo(dtype=t["dtype"], shape=t["shape"], data_offsets=tuple(t["data_offsets"]))
-        for name, t in header.items()})
 
 
 class FakeHfApi:
@@ -56,7 +47,7 @@ class FakeHfApi:
     def get_safetensors_metadata(self, repo_id: str, revision: str | None = None) -> SafetensorsRepoMetadata:
         self.calls.append(("get_safetensors_metadata", {"repo_id": repo_id, "revision": revision}))
         folder = self.repos[repo_id][1]
-        files = {p.name: _header_metadata(p) for p in sorted(folder.glob("*.safetensors"))}
+        files = {p.name: safetensors_header_metadata(p) for p in sorted(folder.glob("*.safetensors"))}
         weight_map = {t: name for name, fm in files.items() for t in fm.tensors}
         return SafetensorsRepoMetadata(metadata=None, sharded=len(files) > 1, weight_map=weight_map,
                                        files_metadata=files)
