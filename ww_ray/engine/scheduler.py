@@ -189,10 +189,13 @@ class Scheduler:
         return self.results
 
     def abort(self) -> list[ModelKey]:
-        """Stop everything in flight (after Ctrl-C); returns the keys of models left unfinished."""
-        for run in self.active.values():
-            if run.header is None and run.header_ref is not None:
-                _cancel(run.header_ref)
+        """Forget everything in flight (after Ctrl-C); returns the keys of models left unfinished.
+
+        Load tasks are not ``ray.cancel``-ed: a cancel that races the task's own completion aborts the
+        driver inside Ray's core worker (``Check failed: it != submissible_tasks_.end()``,
+        ray-project/ray#54798), which turned a clean Ctrl-C into a crash before the manifest was
+        written. The driver disconnects right after, and Ray stops the tasks of a finished job itself.
+        """
         unfinished = list(self.active) + [model_key(spec) for spec in self.waiting]
         self.active.clear()
         self.waiting.clear()
@@ -386,9 +389,7 @@ class Scheduler:
         if self.pool.alive == 0 and (self.active or self.waiting):
             message = ("no spectral worker is left: their nodes were lost and the cluster has no room to restart "
                        "them; add nodes or lower ray.cpus_per_worker / ray.gpus_per_worker and run again")
-            for run in list(self.active.values()):
-                if run.header is None and run.header_ref is not None:
-                    _cancel(run.header_ref)
+            for run in list(self.active.values()):  # loads left running end with the driver's job
                 self._fail(run, message)
             while self.waiting:
                 spec = self.waiting.popleft()
@@ -397,6 +398,14 @@ class Scheduler:
 
 
 def _cancel(ref: ray.ObjectRef) -> None:
-    """Best-effort cancel: a task that already finished or died has nothing left to cancel."""
+    """Best-effort cancel of a load task past its deadline; one that already finished is left alone.
+
+    Only used for timeouts: ``ray.cancel`` racing the task's completion can abort the driver
+    (ray-project/ray#54798), so a task that is done by now is not cancelled at all, which leaves that
+    race to a task finishing in the same instant it is found overdue.
+    """
+    done, _ = ray.wait([ref], timeout=0)
+    if done:
+        return
     with contextlib.suppress(Exception):
         ray.cancel(ref, force=True)
