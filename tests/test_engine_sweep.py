@@ -202,7 +202,7 @@ def test_interrupted_then_killed_driver_then_rerun_does_only_the_unfinished_mode
     assert (kept == before.set_index("model_id").run_id).all()  # finished models were not redone
 
 
-def test_bad_members_end_failed_and_the_sweep_goes_on(local_ray, tmp_path, monkeypatch):
+def test_bad_members_end_failed_and_the_sweep_goes_on(local_ray, tmp_path, hub_offline):
     zoo = tmp_path / "zoo"
     write_dense_model(zoo / "good.safetensors", [(300, 200)] * 3, seed=1)
     write_dense_model(zoo / "nan.safetensors", [(300, 200)] * 2, seed=2, fill=float("nan"))
@@ -210,7 +210,6 @@ def test_bad_members_end_failed_and_the_sweep_goes_on(local_ray, tmp_path, monke
     marker = tmp_path / "pwned"
     write_code_running_pickle(zoo / "evil.pt", marker)
     (zoo / "keras.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = _config(tmp_path, [
         {"kind": "local", "path": str(zoo)},
         {"kind": "hub", "models": ["no-such-org/unreachable-model"], "cache_dir": str(tmp_path / "hf-cache")},

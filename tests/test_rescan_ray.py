@@ -46,12 +46,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture()
-def online(monkeypatch):
-    """The driver lists the (fake) Hub, so it must not be in offline mode."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-
-
 def _config(hub: FakeHub, tmp: Path, rescan: dict | None = None, **zoo) -> Path:
     path = tmp / "rescan.yaml"
     path.write_text(rescan_yaml(hub, tmp / "out", rescan=rescan, **zoo))
@@ -75,7 +69,7 @@ def _hours(hours: float) -> dt.datetime:
     return BASE_TIME + dt.timedelta(hours=hours)
 
 
-def test_first_second_third_rescan(local_ray, online, tmp_path):
+def test_first_second_third_rescan(local_ray, hub_online, tmp_path):
     hub = FakeHub(tmp_path)
     matching = {}
     for i, repo in enumerate(["acme/enc-a", "acme/enc-b", "lab/enc-c", "lab/mask-d"]):
@@ -135,7 +129,7 @@ def test_first_second_third_rescan(local_ray, online, tmp_path):
     assert [m["counts"]["analysed"] for m in rescans] == [4, 0, 2]
 
 
-def test_killed_rescan_then_rerun(local_ray, online, tmp_path):
+def test_killed_rescan_then_rerun(local_ray, hub_online, tmp_path):
     hub = FakeHub(tmp_path)
     first_sha = hub.publish("acme/m0", hours=0, seed=0)
     hub.publish("acme/m1", hours=1, seed=1)
@@ -184,7 +178,7 @@ def test_killed_rescan_then_rerun(local_ray, online, tmp_path):
     assert _rescan(config, hub).analysed == []
 
 
-def test_cap_and_time_budget_leave_the_rest_for_the_next_rescan(local_ray, online, tmp_path):
+def test_cap_and_time_budget_leave_the_rest_for_the_next_rescan(local_ray, hub_online, tmp_path):
     hub = FakeHub(tmp_path)
     shas = [hub.publish(f"acme/m{i}", hours=i, seed=i) for i in range(5)]
     config = _config(hub, tmp_path, rescan={"batch_size": 2}, author="acme")
@@ -209,7 +203,7 @@ def test_cap_and_time_budget_leave_the_rest_for_the_next_rescan(local_ray, onlin
     assert read_table(str(out), "models", latest=False).groupby("model_id").size().tolist() == [1] * 5
 
 
-def test_failures_hold_the_watermark_then_are_given_up(local_ray, online, tmp_path):
+def test_failures_hold_the_watermark_then_are_given_up(local_ray, hub_online, tmp_path):
     hub = FakeHub(tmp_path)
     hub.publish("acme/good", hours=0, seed=0)
     broken = hub.publish("acme/broken", hours=1, seed=1)
@@ -238,7 +232,7 @@ def test_failures_hold_the_watermark_then_are_given_up(local_ray, online, tmp_pa
         {"acme/broken": 2, "acme/good": 1, "acme/later": 1}
 
 
-def test_regressions_of_touched_series_refreshed_on_real_resnets(local_ray, online, tmp_path, akamaster_dir,
+def test_regressions_of_touched_series_refreshed_on_real_resnets(local_ray, hub_online, tmp_path, akamaster_dir,
                                                                    shared_models):
     """The four akamaster CIFAR-10 ResNets, published as Hub models, with their reported test errors."""
     import torch
@@ -283,7 +277,7 @@ def test_regressions_of_touched_series_refreshed_on_real_resnets(local_ray, onli
         assert fit.slope == pytest.approx(expected.loc[fit.metric, "slope"])
 
 
-def test_rescan_on_a_non_local_pyarrow_filesystem(local_ray, online, tmp_path):
+def test_rescan_on_a_non_local_pyarrow_filesystem(local_ray, hub_online, tmp_path):
     """The dataset root on an fsspec in-memory filesystem (wrapped by pyarrow): writes, resume, watermark."""
     import fsspec
     from pyarrow.fs import FSSpecHandler, PyFileSystem

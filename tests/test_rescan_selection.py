@@ -30,11 +30,6 @@ def _at(hours: float) -> dt.datetime:
 
 
 @pytest.fixture()
-def online(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-
-
-@pytest.fixture()
 def hub(tmp_path) -> FakeHub:
     hub = FakeHub(tmp_path)
     for hours, repo in enumerate(["acme/a", "lab/b", "acme/c", "lab/d", "acme/e", "other/f"]):
@@ -160,7 +155,7 @@ def test_fingerprint_changes_with_filters_preset_and_analyzer_but_not_the_cache(
 # ---- selection and dry runs ---------------------------------------------------------------------
 
 
-def test_dry_run_selects_without_analysing_or_writing(hub, online, tmp_path, capsys):
+def test_dry_run_selects_without_analysing_or_writing(hub, hub_online, tmp_path, capsys):
     hub.publish("acme/huge", hours=10, seed=50, shapes=[(1024, 512)])
     hub.publish("acme/rare", hours=11, seed=51, downloads=1)
     hub.publish("acme/excluded-x", hours=12, seed=52)
@@ -193,7 +188,7 @@ def test_dry_run_selects_without_analysing_or_writing(hub, online, tmp_path, cap
     assert [p["model_id"] for p in report["pending"]] == ["acme/e"]
 
 
-def test_known_keys_cost_no_hub_call_and_failures_are_given_up(hub, online, tmp_path):
+def test_known_keys_cost_no_hub_call_and_failures_are_given_up(hub, hub_online, tmp_path):
     from ww_ray.rescan.candidates import Selection, examine
     from ww_ray.zoos.hub import HubZoo
 
@@ -213,7 +208,7 @@ def test_known_keys_cost_no_hub_call_and_failures_are_given_up(hub, online, tmp_
     assert candidate.previous_revisions == ("older-sha",) and not candidate.is_new_model
 
 
-def test_explicit_models_are_watched_for_new_revisions(hub, online, tmp_path):
+def test_explicit_models_are_watched_for_new_revisions(hub, hub_online, tmp_path):
     config = tmp_path / "rescan.yaml"
     config.write_text(rescan_yaml(hub, tmp_path / "out", models=["acme/a", "lab/b", "ghost/none"]))
     result = run_rescan(load_rescan_config(config), client=hub, dry_run=True)
@@ -222,7 +217,7 @@ def test_explicit_models_are_watched_for_new_revisions(hub, online, tmp_path):
     assert result.zoos[0].explicit
 
 
-def test_unreachable_hub_is_a_zoo_error_and_keeps_the_watermark(online, tmp_path):
+def test_unreachable_hub_is_a_zoo_error_and_keeps_the_watermark(hub_online, tmp_path):
     class Down:
         def list_models(self, **kwargs):
             raise ConnectionError("the Hub cannot be reached")
@@ -238,8 +233,7 @@ def test_unreachable_hub_is_a_zoo_error_and_keeps_the_watermark(online, tmp_path
     assert entry["watermark"] is None and "ConnectionError" in entry["error"]
 
 
-def test_offline_driver_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_offline_driver_is_refused(hub_offline, tmp_path):
     config = tmp_path / "rescan.yaml"
     config.write_text(yaml.safe_dump({"zoos": [{"kind": "hub", "author": "acme"}], "out": str(tmp_path / "out")}))
     args = type("Args", (), {"config": str(config), "out": None, "address": None, "max_models": None,

@@ -69,11 +69,10 @@ def gpt_repos(tmp_path: Path) -> dict[str, tuple[str, Path, str]]:
     return repos
 
 
-def test_enumeration_with_injected_client(gpt_repos, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enumeration_with_injected_client(gpt_repos, hub_online: None, monkeypatch: pytest.MonkeyPatch) -> None:
     listing = ["openai-community/gpt2", "openai-community/gpt2-medium", "someone/pickled-only"]
     client = FakeHfApi(gpt_repos, listing)
     monkeypatch.setattr(hub, "make_client", lambda: client)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     config = parse_config({"zoos": [{"kind": "hub", "author": "openai-community", "library": "transformers",
                                      "pipeline_tag": "text-generation", "dataset": "WebText", "limit": 3}]})
     specs = enumerate_specs(config)
@@ -95,10 +94,9 @@ def test_enumeration_with_injected_client(gpt_repos, monkeypatch: pytest.MonkeyP
         load_layer_weights(pickled)
 
 
-def test_load_downloads_only_weights_and_config(gpt_repos, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_load_downloads_only_weights_and_config(gpt_repos, hub_online: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     client = FakeHfApi(gpt_repos, [])
     monkeypatch.setattr(hub, "make_client", lambda: client)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     calls = []
 
     def fake_snapshot_download(repo_id: str, **kwargs: Any) -> str:
@@ -119,19 +117,18 @@ def test_load_downloads_only_weights_and_config(gpt_repos, monkeypatch: pytest.M
     assert layers[0].name == "transformer.wte" and layers[2].shape == (32, 96)
 
 
-def test_size_cap_skips_before_download(gpt_repos, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_size_cap_skips_before_download(gpt_repos, hub_online: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub, "make_client", lambda: FakeHfApi(gpt_repos, []))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     config = parse_config({"zoos": [{"kind": "hub", "models": ["openai-community/gpt2"], "max_size": "10KB"}]})
     (spec,) = enumerate_specs(config)
     with pytest.raises(ModelSkipped, match="above this zoo's max_size of 10.0 KB"):
         load_layer_weights(spec)
 
 
-def test_minilm_offline_from_local_cache(minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minilm_offline_from_local_cache(minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        hub_offline: None) -> None:
     cache = tmp_path / "hub-cache"
     make_hf_cache(cache, MINILM, minilm_dir, MINILM_SHA, ["config.json", "model.safetensors"])
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "make_client", lambda: pytest.fail("no Hub call may happen offline"))
     config = parse_config({"zoos": [{"kind": "hub", "models": [MINILM, "nobody/not-cached"],
                                      "cache_dir": str(cache), "dataset": "sentence-pairs"}]})
@@ -151,7 +148,7 @@ def test_minilm_offline_from_local_cache(minilm_dir: Path, tmp_path: Path, monke
 
 
 def test_unreachable_hub_falls_back_to_cache_or_fails_clearly(minilm_dir: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             monkeypatch: pytest.MonkeyPatch, hub_online: None) -> None:
     class Unreachable:
         def model_info(self, *args: Any, **kwargs: Any):
             raise ConnectionError("network is unreachable")
@@ -162,7 +159,6 @@ def test_unreachable_hub_falls_back_to_cache_or_fails_clearly(minilm_dir: Path, 
     cache = tmp_path / "hub-cache"
     make_hf_cache(cache, MINILM, minilm_dir, MINILM_SHA, ["config.json", "model.safetensors"])
     monkeypatch.setattr(hub, "make_client", Unreachable)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     config = parse_config({"zoos": [{"kind": "hub", "models": [MINILM, "org/absent"], "cache_dir": str(cache)}]})
     cached, absent = enumerate_specs(config)
     assert cached.revision == MINILM_SHA and cached.extra["cached"] is True
