@@ -17,6 +17,7 @@ _COMMAND_MODULES = [
     "ww_ray.engine.cli",       # sweep
     "ww_ray.rescan.cli",       # rescan
     "ww_ray.analysis.cli",     # regress, ingest, query, report
+    "ww_ray.store.cli",        # store vacuum
 ]
 
 

@@ -389,3 +389,24 @@ def _resource(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"{where} must be a non-negative number, got {value!r}")
     return float(value)
+
+
+_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any, where: str = "duration") -> float | None:
+    """Seconds from a number or a string such as ``90s``, ``30m``, ``4h``, ``7d``, ``1w`` (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", value.lower())
+        if not match or match.group(2) not in {**_DURATION_UNITS, "": 1}:
+            raise ConfigError(f"{where} must be a duration such as 90s, 30m, 4h or 7d, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS.get(match.group(2), 1)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigError(f"{where} must be a duration such as 90s, 30m, 4h or 7d, got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{where} must be positive, got {value!r}")
+    return seconds

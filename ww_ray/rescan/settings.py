@@ -24,7 +24,6 @@ same messages name the same mistakes.
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,11 +31,12 @@ from typing import Any
 
 import yaml
 
-from ww_ray.config import ConfigError, SweepConfig, ZooConfig, parse_config, positive_int, str_list
+from ww_ray.config import (
+    ConfigError, SweepConfig, ZooConfig, parse_config, parse_duration, positive_int, str_list,
+)
 
 #: Keys of a hub zoo entry that only a rescan understands.
 HUB_LISTING_KEYS = ("authors", "pipeline_tags", "min_downloads")
-_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(frozen=True)
@@ -199,24 +199,6 @@ def parse_settings(value: Any) -> RescanSettings:
         max_failures=positive_int(value.get("max_failures", defaults.max_failures), "rescan.max_failures"),
         min_models=min_models,
     )
-
-
-def parse_duration(value: Any, where: str = "duration") -> float | None:
-    """Seconds from a number or a string such as ``90s``, ``30m``, ``4h``, ``7d``, ``1w`` (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", value.lower())
-        if not match or match.group(2) not in {**_DURATION_UNITS, "": 1}:
-            raise ConfigError(f"{where} must be a duration such as 90s, 30m, 4h or 7d, got {value!r}")
-        seconds = float(match.group(1)) * _DURATION_UNITS.get(match.group(2), 1)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigError(f"{where} must be a duration such as 90s, 30m, 4h or 7d, got {value!r}")
-    if seconds <= 0:
-        raise ConfigError(f"{where} must be positive, got {value!r}")
-    return seconds
 
 
 def parse_timestamp(value: Any, where: str = "timestamp") -> _dt.datetime | None:

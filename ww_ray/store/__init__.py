@@ -18,6 +18,7 @@ from ww_ray.store.duck import open_dataset
 from ww_ray.store.paths import partition_value
 from ww_ray.store.reader import DONE_STATUSES, done_keys, open_pyarrow, read_manifests, read_table
 from ww_ray.store.root import TABLE_NAMES, StoreRoot, resolve_root
+from ww_ray.store.vacuum import VacuumReport, vacuum
 from ww_ray.store.writer import (
     MODEL_STATUSES, commit_model, commit_models, new_run_id, write_manifest, write_regressions,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "MODEL_STATUSES",
     "TABLE_NAMES",
     "StoreRoot",
+    "VacuumReport",
     "commit_model",
     "commit_models",
     "done_keys",
@@ -37,6 +39,7 @@ __all__ = [
     "read_manifests",
     "read_table",
     "resolve_root",
+    "vacuum",
     "write_manifest",
     "write_regressions",
 ]
