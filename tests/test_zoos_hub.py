@@ -174,3 +174,42 @@ def test_unsafe_repo_ids_are_refused(bad: str) -> None:
         hub.split_model_ref(bad)
     with pytest.raises(UnsafeIdError):
         open_source(f"hf:{bad}")
+
+
+def test_zoo_show_reads_layers_from_headers_without_downloading(gpt_repos, hub_online: None,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import huggingface_hub
+
+    from ww_ray.cli import main
+    from ww_ray.zoos.registry import describe_layers, spec_from_uri
+
+    monkeypatch.setattr(hub, "make_client", lambda: FakeHfApi(gpt_repos, []))
+    downloads = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: Any) -> str:
+        downloads.append(repo_id)
+        return str(gpt_repos[repo_id][1])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert main(["zoo", "show", "hf:openai-community/gpt2-medium"]) == 0
+    from_headers = capsys.readouterr().out
+    assert downloads == [] and "nothing downloaded" in from_headers
+    assert main(["zoo", "show", "hf:openai-community/gpt2-medium", "--download"]) == 0
+    from_weights = capsys.readouterr().out
+    assert downloads == ["openai-community/gpt2-medium"] and "nothing downloaded" not in from_weights
+
+    def layer_lines(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line[:5].strip().isdigit()]
+
+    assert layer_lines(from_headers) == layer_lines(from_weights) and len(layer_lines(from_headers)) == 14
+
+    spec = spec_from_uri("hf:openai-community/gpt2-medium")
+    described = describe_layers(spec)
+    loaded = list(load_layer_weights(spec))
+    assert [(w.name, w.index, w.kind, w.shape, w.groups) for w in described] == \
+        [(w.name, w.index, w.kind, w.shape, w.groups) for w in loaded]
+    assert all(w.tensor.is_meta for w in described) and spec.extra["num_layers"] == len(loaded)
+    assert described[2].kind == "hf_conv1d" and described[2].shape == (32, 96)  # GPT-2 Conv1D is (in, out)
+    monkeypatch.setattr(hub, "hub_offline", lambda: True)
+    assert describe_layers(spec) is None  # offline: the cache is read instead

@@ -8,7 +8,9 @@ from torch import nn
 
 from tests._zoos_util import tiny_gpt2
 from ww_ray.zoos.checkpoint import iter_state_dict
-from ww_ray.zoos.layers import classify, guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
+from ww_ray.zoos.layers import (
+    classify, guess_model_type, layer_weights_from_module, layer_weights_from_state_dict, meta_tensors,
+)
 from ww_ray.zoos.source import open_source
 
 
@@ -160,3 +162,17 @@ def test_depth_sort_for_unordered_keys() -> None:
     names = [w.name for w in layer_weights_from_state_dict(state, depth_sort=True)]
     assert names == ["tok_embeddings", "blocks.1.fc", "blocks.2.fc", "blocks.10.fc", "head", "lm_head"]
     assert [w.name for w in layer_weights_from_state_dict(state)][:3] == ["blocks.10.fc", "blocks.2.fc", "blocks.1.fc"]
+
+
+def test_shapes_from_headers_follow_the_same_rules_as_tensors() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Flatten(), nn.Linear(8, 4))
+    state = model.state_dict()
+    header = [(k, tuple(v.shape), "F32") for k, v in state.items()] + [
+        ("extra.weight", (5, 5), "BF16"), ("ids.weight", (5, 5), "I64"), ("odd.weight", (5, 5), "F4_UNKNOWN")]
+    from_header = list(layer_weights_from_state_dict(meta_tensors(header)))
+    from_tensors = list(layer_weights_from_state_dict(state))
+    described = [(w.name, w.index, w.kind, w.shape, w.groups) for w in from_header]
+    assert described[:3] == [(w.name, w.index, w.kind, w.shape, w.groups) for w in from_tensors]
+    assert described[1][4] == 8  # the depthwise conv's groups inferred from shapes alone
+    assert described[3] == ("extra", 3, "linear", (5, 5), 1)  # bf16 is a float; int64 and unknown dtypes are not
+    assert len(described) == 4 and all(w.tensor.is_meta for w in from_header)

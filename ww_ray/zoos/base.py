@@ -65,6 +65,13 @@ class Zoo(ABC):
         deliberate skips, ``CheckpointError`` for unreadable or unsafe files.
         """
 
+    def describe_layers(self, spec: ModelSpec) -> list[LayerWeight] | None:
+        """The spec's layers with shape-only (``meta``) tensors, read without fetching the weights.
+
+        None when this zoo cannot tell without the weights (then ``load`` is the way).
+        """
+        return None
+
     def spec_for(self, model_id: str) -> ModelSpec:
         """The spec of one model by id (used for URIs such as ``pytorchcv:resnet20_cifar10``)."""
         for spec in self.list_specs():

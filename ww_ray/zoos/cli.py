@@ -2,6 +2,7 @@
 
     ww-ray zoo list CONFIG [--format table|csv|json]
     ww-ray zoo show SOURCE            # a path, pytorchcv:NAME or hf:ORG/NAME; no spectra computed
+                                      # (hf: online reads safetensors headers only: nothing downloaded)
     ww-ray zoo kinds                  # registered zoo kinds and their options
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ def register(subparsers: Any) -> None:
     show = sub.add_parser("show", help="show one model's layers and shapes (nothing is computed)")
     show.add_argument("source", help="checkpoint path, Hugging Face folder, pytorchcv:NAME or hf:ORG/NAME[@REV]")
     show.add_argument("--allow-pickle", action="store_true", help="read pytorch_model.bin (weights-only) in folders")
+    show.add_argument("--download", action="store_true",
+                      help="fetch the weights even where the zoo can tell the layers from file headers alone (Hub)")
     show.set_defaults(func=cmd_show)
     kinds = sub.add_parser("kinds", help="list the registered zoo kinds and their options")
     kinds.set_defaults(func=cmd_kinds)
@@ -94,11 +97,18 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ww_ray.zoos.source import open_source
+    from ww_ray.zoos.registry import describe_layers, load_layer_weights, spec_from_uri
+    from ww_ray.zoos.source import is_zoo_uri, open_source
 
     options = {"allow_pickle": True} if args.allow_pickle else {}
     try:
-        spec, layers = open_source(args.source, **options)
+        described = None
+        if is_zoo_uri(args.source):
+            spec = spec_from_uri(args.source, **options)
+            described = None if args.download else describe_layers(spec, **options)
+            layers = described if described is not None else load_layer_weights(spec, **options)
+        else:
+            spec, layers = open_source(args.source, **options)
         print(f"source        {spec.source}")
         print(f"model_id      {spec.model_id}")
         print(f"revision      {spec.revision or ''}")
@@ -114,7 +124,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             shape = "x".join(str(s) for s in layer.shape)
             print(f"{layer.index:>5}  {layer.kind:<10} {layer.groups:>6}  {shape:<22} {layer.name}")
             count += 1
-        print(f"{count} layer weight(s)")
+        print(f"{count} layer weight(s)" + (" (from the weight files' headers; nothing downloaded)" if described else ""))
     except ModelSkipped as exc:
         print(f"ww-ray zoo show: skipped: {exc.reason}", file=sys.stderr)
         return 2

@@ -30,8 +30,8 @@ from ww_ray.zoos.checkpoint import (
     read_hf_config,
 )
 from ww_ray.zoos.errors import UnsafeIdError, ZooUnavailableError
-from ww_ray.zoos.layers import classify, layer_weights_from_state_dict
-from ww_ray.zoos.names import count_parameters
+from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
+from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.registry import register_zoo
 from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 
@@ -176,15 +176,14 @@ class HubZoo(Zoo):
             except Exception as exc:
                 return self._failed_spec(repo_id, sha, f"cannot read safetensors metadata of {repo_id}: {_short(exc)}")
             files = sorted(meta.files_metadata)
-            shapes = [(name, tuple(t.shape), t.dtype) for fm in meta.files_metadata.values()
-                      for name, t in fm.tensors.items()]
+            shapes = header_entries(meta)
             params = count_parameters((name, shape) for name, shape, _ in shapes)
             size = sum(max((t.data_offsets[1] for t in fm.tensors.values()), default=0)
                        for fm in meta.files_metadata.values())
             if all(siblings.get(f) is not None and getattr(siblings[f], "size", None) for f in files):
                 size = sum(int(siblings[f].size) for f in files)
             extra["num_tensors"] = len(shapes)
-            extra["num_layers"] = sum(classify(n, s, d, model_type).kind is not None for n, s, d in shapes)
+            extra["num_layers"] = sum(1 for _ in layer_weights_from_state_dict(meta_tensors(shapes), model_type))
             patterns = files + ([HF_SAFETENSORS_INDEX] if HF_SAFETENSORS_INDEX in siblings else [])
         elif HF_PICKLE in siblings or HF_PICKLE_INDEX in siblings:
             patterns = [HF_PICKLE, "pytorch_model-*.bin", HF_PICKLE_INDEX]
@@ -242,6 +241,19 @@ class HubZoo(Zoo):
         return ModelSpec(source=self.source, model_id=repo_id, revision=revision, zoo_kind=self.kind,
                          uri=f"https://huggingface.co/{repo_id}", extra={LOAD_ERROR: message})
 
+    def describe_layers(self, spec: ModelSpec) -> list[LayerWeight] | None:
+        """Layers and shapes from the safetensors headers on the Hub: a few small range requests, no
+        weights downloaded. None offline, for pickled-only repos and for specs that failed."""
+        files = list(spec.extra.get("files") or [])
+        if hub_offline() or spec.extra.get(LOAD_ERROR) or spec.extra.get("cached") or not files \
+                or not all(f.endswith(".safetensors") for f in files):
+            return None
+        repo_id, _ = split_model_ref(spec.model_id)
+        meta = self.client.get_safetensors_metadata(repo_id, revision=spec.revision)
+        model_type = spec.extra.get("model_type")
+        return list(layer_weights_from_state_dict(meta_tensors(header_entries(meta)),
+                                                  model_type if isinstance(model_type, str) else None))
+
     # ---- loading -------------------------------------------------------------------------------
 
     def load(self, spec: ModelSpec) -> Iterator[LayerWeight]:
@@ -289,6 +301,14 @@ class HubZoo(Zoo):
     def _unreachable(self, what: str, exc: Exception) -> str:
         return (f"cannot {what} ({_short(exc)}); without network, list explicit `models:` present in the local "
                 "cache and set HF_HUB_OFFLINE=1, or use a `kind: local` zoo")
+
+
+def header_entries(meta: Any) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(name, shape, dtype)`` of every tensor of a ``SafetensorsRepoMetadata``, in the numeric-aware
+    depth order in which loading reads them."""
+    entries = [(name, tuple(int(d) for d in t.shape), str(t.dtype)) for fm in meta.files_metadata.values()
+               for name, t in fm.tensors.items()]
+    return sorted(entries, key=lambda entry: depth_order_key(entry[0]))
 
 
 def _short(exc: BaseException) -> str:

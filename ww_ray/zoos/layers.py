@@ -115,7 +115,8 @@ def layer_weights_from_state_dict(
     is not the module's (embeddings first, block numbers numerically, heads last). Conv2d ``groups`` is inferred only for
     depthwise convs (one input channel per group and a preceding conv whose output width divides
     this one's); otherwise it is 1. An output head (``lm_head`` …) whose content equals an
-    embedding already yielded is skipped as tied.
+    embedding already yielded is skipped as tied. ``meta`` tensors (shapes from file headers, see
+    :func:`meta_tensors`) follow the same rules, except that tying by content cannot be checked.
     """
     if isinstance(items, Mapping):
         items = items.items()
@@ -133,7 +134,9 @@ def layer_weights_from_state_dict(
         if found.kind is None:
             continue
         path = module_path(key) or key
-        if found.kind == EMBEDDING:
+        if tensor.is_meta:  # shape only (from headers): no content, so a head tied by content cannot be seen
+            pass
+        elif found.kind == EMBEDDING:
             embedding_ptrs.add(_data_ptr(tensor))
             embedding_prints.add(_fingerprint(tensor))
         elif found.kind in (LINEAR, HF_CONV1D) and is_tied_head_path(path) and embedding_prints:
@@ -198,3 +201,25 @@ def layer_weights_from_module(module: nn.Module) -> list[LayerWeight]:
             out.append(LayerWeight(name=name, index=len(out), kind=entry_kind,
                                    tensor=tensor.detach(), groups=entry_groups))
     return out
+
+
+# safetensors header dtype names -> torch dtypes (https://github.com/huggingface/safetensors, format spec).
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}
+
+
+def meta_tensors(entries: Iterable[tuple[str, tuple[int, ...], str]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` pairs of shape-only ``meta`` tensors from ``(name, shape, dtype)`` header entries.
+
+    ``dtype`` is a safetensors header name (``F32``, ``BF16`` …) or a torch name (``float32``); an
+    unknown one becomes ``uint8``, which the layer rules leave out as non-float. Nothing is allocated.
+    """
+    for name, shape, dtype in entries:
+        torch_name = _SAFETENSORS_DTYPES.get(str(dtype).upper(), str(dtype).replace("torch.", ""))
+        torch_dtype = getattr(torch, torch_name, None)
+        if not isinstance(torch_dtype, torch.dtype):
+            torch_dtype = torch.uint8
+        yield name, torch.empty(tuple(int(s) for s in shape), dtype=torch_dtype, device="meta")

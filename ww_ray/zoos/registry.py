@@ -133,6 +133,13 @@ def load_layer_weights(spec: ModelSpec, **overrides: Any) -> Iterator[LayerWeigh
     return zoo_of_spec(spec, **overrides).load(spec)
 
 
+def describe_layers(spec: ModelSpec, **overrides: Any) -> list[LayerWeight] | None:
+    """A spec's layers with shape-only tensors, without fetching its weights; None when its zoo cannot tell."""
+    if spec.extra.get("skip_reason"):
+        return None
+    return zoo_of_spec(spec, **overrides).describe_layers(spec)
+
+
 def spec_from_uri(uri: str, **options: Any) -> ModelSpec:
     """The spec behind ``pytorchcv:NAME`` or ``hf:ORG/NAME[@REVISION]``; ``options`` are zoo options."""
     from ww_ray.config import ZooConfig
@@ -152,6 +159,7 @@ def spec_from_uri(uri: str, **options: Any) -> ModelSpec:
 
 
 __all__ = [
-    "ModelSkipped", "ZooKind", "enumerate_specs", "get_zoo_kind", "load_layer_weights", "make_zoo",
+    "ModelSkipped", "ZooKind", "describe_layers", "enumerate_specs", "get_zoo_kind", "load_layer_weights",
+    "make_zoo",
     "register_zoo", "spec_from_uri", "zoo_kinds", "zoo_of_spec",
 ]
