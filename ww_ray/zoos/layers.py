@@ -134,9 +134,8 @@ def layer_weights_from_state_dict(
         if found.kind is None:
             continue
         path = module_path(key) or key
-        if tensor.is_meta:  # shape only (from headers): no content, so a head tied by content cannot be seen
-            pass
-        elif found.kind == EMBEDDING:
+        has_content = not tensor.is_meta  # shape only (from headers): a head tied by content cannot be seen
+        if found.kind == EMBEDDING and has_content:
             embedding_ptrs.add(_data_ptr(tensor))
             embedding_prints.add(_fingerprint(tensor))
         elif found.kind in (LINEAR, HF_CONV1D) and is_tied_head_path(path) and embedding_prints:
