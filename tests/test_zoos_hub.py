@@ -213,3 +213,27 @@ def test_zoo_show_reads_layers_from_headers_without_downloading(gpt_repos, hub_o
     assert described[2].kind == "hf_conv1d" and described[2].shape == (32, 96)  # GPT-2 Conv1D is (in, out)
     monkeypatch.setattr(hub, "hub_offline", lambda: True)
     assert describe_layers(spec) is None  # offline: the cache is read instead
+
+
+def test_listing_cap_is_configurable_and_warns_when_reached(gpt_repos, hub_online: None,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    listing = ["openai-community/gpt2", "openai-community/gpt2-medium", "someone/pickled-only"]
+    client = FakeHfApi(gpt_repos, listing)
+    monkeypatch.setattr(hub, "make_client", lambda: client)
+    # a name filter runs on this side, so the listing is capped by max_listed, not by limit
+    capped = parse_config({"zoos": [{"kind": "hub", "author": "openai-community", "include": ["*gpt2*"],
+                                     "max_listed": 2}]})
+    with caplog.at_level("WARNING", logger="ww_ray.zoos.hub"):
+        specs = enumerate_specs(capped)
+    def last_limit() -> int:
+        return [kwargs for name, kwargs in client.calls if name == "list_models"][-1]["limit"]
+
+    assert [s.model_id for s in specs] == listing[:2] and last_limit() == 2
+    assert "stopped at max_listed=2" in caplog.text
+    caplog.clear()
+    whole = parse_config({"zoos": [{"kind": "hub", "author": "openai-community", "include": ["*gpt2*"],
+                                    "max_listed": 5}]})
+    with caplog.at_level("WARNING", logger="ww_ray.zoos.hub"):
+        assert len(enumerate_specs(whole)) == 2
+    assert last_limit() == 5 and "max_listed" not in caplog.text

@@ -1,7 +1,9 @@
 """The Hugging Face Hub zoo: list models, size them from safetensors headers, read them lazily.
 
 Enumeration uses ``HfApi.list_models`` (author, library, pipeline_tag, search, sort, limit) or an
-explicit ``models:`` list; the revision is the commit sha; size, parameter count and layer shapes
+explicit ``models:`` list (with name/params/dataset filters, which run on this side, at most
+``max_listed`` listings are looked at, 1000 by default, with a warning when that cap is reached);
+the revision is the commit sha; size, parameter count and layer shapes
 come from ``get_safetensors_metadata`` before anything is downloaded. Loading downloads only the
 weight files and ``config.json`` (``snapshot_download(allow_patterns=...)``) and reads tensors
 one at a time with ``safetensors.safe_open``; the model is never instantiated and remote code
@@ -12,6 +14,7 @@ Offline (``HF_HUB_OFFLINE=1``): explicit models resolve from the local cache (``
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -38,7 +41,9 @@ from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 LOAD_ERROR = "load_error"
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 _SHA = re.compile(r"[0-9a-f]{40}")
-_MAX_LISTED = 1000
+_MAX_LISTED = 1000  # default `max_listed`: how many listings client-side filters look at
+
+log = logging.getLogger(__name__)
 
 
 def make_client() -> Any:
@@ -78,7 +83,7 @@ class HubZoo(Zoo):
     options = {
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
-        "dataset": "str", "task": "str",
+        "dataset": "str", "task": "str", "max_listed": "int",
     }
     description = "Hugging Face Hub models (safetensors, read lazily; offline from a local cache)"
 
@@ -124,7 +129,8 @@ class HubZoo(Zoo):
         opts = self.config.options
         has_client_filters = any((self.config.include, self.config.exclude, self.config.datasets,
                                   self.config.architectures, self.config.params_min, self.config.params_max))
-        limit = self.config.limit if (self.config.limit and not has_client_filters) else _MAX_LISTED
+        cap = int(opts.get("max_listed") or _MAX_LISTED)
+        limit = self.config.limit if (self.config.limit and not has_client_filters) else cap
         try:
             infos = list(self.client.list_models(
                 author=opts.get("author"), filter=opts.get("library"), pipeline_tag=opts.get("pipeline_tag"),
@@ -133,6 +139,10 @@ class HubZoo(Zoo):
             ))
         except Exception as exc:
             raise ZooUnavailableError(self._unreachable("list models on the Hub", exc)) from exc
+        if limit == cap and len(infos) >= cap:
+            log.warning("the Hub listing stopped at max_listed=%d models (sorted by %s): models past it are not "
+                        "considered; raise `max_listed` on the hub zoo or narrow author/library/pipeline_tag/search",
+                        cap, opts.get("sort", "last_modified"))
         specs = []
         for info in infos:
             try:
