@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tests._zoos_util import CodeRunningPayload
 from ww_ray.store import read_table
 
 
@@ -34,20 +35,10 @@ def write_dense_zoo(folder: Path, count: int, shapes: list[tuple[int, int]], see
     return [write_dense_model(folder / f"model-{i:02d}.safetensors", shapes, seed=seed + i) for i in range(count)]
 
 
-class _RunsCode:
-    """Unpickling this would create the marker file (what a malicious checkpoint does)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def write_code_running_pickle(path: Path, marker: Path) -> Path:
     """A ``.pt`` whose unpickling would run code (create ``marker``); weights-only loading refuses it."""
     with open(path, "wb") as stream:
-        pickle.dump({"fc.weight": _RunsCode(marker)}, stream, protocol=2)
+        pickle.dump({"fc.weight": CodeRunningPayload(marker)}, stream, protocol=2)
     return path
 
 

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import ww_ray
+from tests._zoos_util import CodeRunningPayload
 
 
 def _by_name(frame):
@@ -63,20 +64,12 @@ def test_missing_file_and_unsupported_source_type_give_failed_rows(tmp_path):
     assert row.status == "failed" and "cannot analyse a int" in row.error
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))  # unpickling would create the marker file
-
-
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # a hostile pickle picks its own protocol
 def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"state_dict": {"fc.weight": _RunsCode(str(marker))}}, f)
+        pickle.dump({"state_dict": {"fc.weight": CodeRunningPayload(marker)}}, f)
     frame = ww_ray.analyze(path)
     assert not marker.exists(), "unpickling ran code"
     assert frame.iloc[0].status == "failed" and "weights_only" in frame.iloc[0].error
