@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ww_ray.config import RayConfig, load_config
-from ww_ray.engine.cluster import ClusterError, plan_pool
+from ww_ray.errors import ClusterError
+from ww_ray.engine.cluster import plan_pool
 from ww_ray.engine.outcome import decide_status, model_row, terminal_row
 from ww_ray.engine.plan import (
     LOAD_MEMORY_BASE,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests._rescan_util import BASE_TIME, FakeHub, rescan_yaml
-from ww_ray.config import ConfigError
+from ww_ray.errors import ConfigError
 from ww_ray.rescan import load_rescan_config, parse_rescan_config, run_rescan
 from ww_ray.rescan.cli import cmd_rescan
 from ww_ray.rescan.history import History

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 from tests._zoos_util import write_evil_pickle, write_raw_evil_pickle
-from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_digest, file_sha256, iter_state_dict, tensor_shapes
+from ww_ray.errors import CheckpointError
+from ww_ray.zoos.checkpoint import checkpoint_digest, file_sha256, iter_state_dict, tensor_shapes
 from ww_ray.zoos.source import open_source
 
 

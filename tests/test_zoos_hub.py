@@ -13,7 +13,7 @@ from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetada
 from tests._zoos_util import safetensors_header_metadata, make_hf_cache, tiny_gpt2
 from ww_ray.config import parse_config
 from ww_ray.zoos import hub
-from ww_ray.zoos.errors import ModelSkipped, UnsafeIdError, ZooUnavailableError
+from ww_ray.errors import ModelSkipped, UnsafeIdError, ZooUnavailableError
 from ww_ray.zoos.registry import enumerate_specs, load_layer_weights
 from ww_ray.zoos.source import open_source
 

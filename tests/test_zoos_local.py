@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from ww_ray.config import parse_config
 from ww_ray.zoos.checkpoint import file_sha256
-from ww_ray.zoos.errors import ModelSkipped, ZooError
+from ww_ray.errors import ModelSkipped, ZooError
 from ww_ray.zoos.registry import enumerate_specs, load_layer_weights
 
 

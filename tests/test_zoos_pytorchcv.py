@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tests._zoos_util import write_evil_pickle
-from ww_ray.config import ZooConfig, parse_config
+from ww_ray.config import parse_config
+from ww_ray.zoos.config import ZooConfig
 from ww_ray.zoos.architectures import PAPER_FAMILIES, architecture_of, lookup_architecture
-from ww_ray.zoos.checkpoint import CheckpointError
-from ww_ray.zoos.errors import ModelSkipped, ZooUnavailableError
+from ww_ray.errors import CheckpointError
+from ww_ray.errors import ModelSkipped, ZooUnavailableError
 from ww_ray.zoos.pytorchcv import PytorchcvZoo, metainfo_path, read_metainfo
 from ww_ray.zoos.registry import enumerate_specs, load_layer_weights, spec_from_uri
 from ww_ray.zoos.source import open_source
@@ -196,7 +197,7 @@ def test_models_without_weights_and_size_cap_are_skipped() -> None:
 
 
 def test_unsafe_names_are_refused() -> None:
-    from ww_ray.zoos.errors import UnsafeIdError, ZooError
+    from ww_ray.errors import UnsafeIdError, ZooError
 
     for bad in ("../../etc/passwd", "/abs/path", "res net", "a\x00b"):
         with pytest.raises((UnsafeIdError, ZooError)):

@@ -12,15 +12,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ww_ray.errors import SpectrumUnavailable
 from ww_ray.spectral.esd import eigenvalues
 from ww_ray.spectral.matrices import layer_inputs
 from ww_ray.spectral.powerlaw_fit import PowerLawFit, fit_power_law
 from ww_ray.spectral.presets import options_from_label
 from ww_ray.spectral.rmt import MPFit, fit_marchenko_pastur
-
-
-class SpectrumUnavailable(RuntimeError):
-    """The layer's weights could not be read again (no uri, unreachable, renamed layer...)."""
 
 
 @dataclass(frozen=True)

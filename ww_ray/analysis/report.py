@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ww_ray.analysis import flags, plots
-from ww_ray.analysis.layer_esd import SpectrumUnavailable, layer_spectrum
+from ww_ray.analysis.layer_esd import layer_spectrum
+from ww_ray.errors import SpectrumUnavailable
 from ww_ray.analysis.regression import DEFAULT_METRICS, metric_values, error_values, regress, summary_table
 from ww_ray.store import read_table
 from ww_ray.store.root import RootLike, resolve_root

@@ -55,8 +55,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``ww-ray sweep``; prints the summary table; returns the exit status."""
-    from ww_ray.config import ConfigError, load_config
-    from ww_ray.engine.cluster import ClusterError
+    from ww_ray.config import load_config
+from ww_ray.errors import ConfigError
+    from ww_ray.errors import ClusterError
     from ww_ray.engine.sweep import run_config
 
     try:

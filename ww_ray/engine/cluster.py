@@ -30,16 +30,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 from ww_ray.config import RayConfig
+from ww_ray.errors import ClusterError
 from ww_ray.spectral.presets import AnalysisOptions
 
 log = logging.getLogger(__name__)
 
 #: CPUs a load task reserves: none, so that spectral workers holding every CPU cannot starve it.
 LOAD_CPUS = 0.0
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot run a sweep (no CPUs, an unreachable address ...)."""
 
 
 def usable_cpus() -> int:

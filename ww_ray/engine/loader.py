@@ -26,7 +26,7 @@ def _header(status: str, error: str | None, started: float, **more: Any) -> dict
 def load_model(spec: ModelSpec, options: AnalysisOptions, num_shards: int) -> tuple:
     """``(header, shard_0, ..., shard_{num_shards-1})``; shards past the ones used are empty lists."""
     from ww_ray.spectral.prepare import prepare_inputs
-    from ww_ray.zoos.errors import ModelSkipped
+    from ww_ray.errors import ModelSkipped
     from ww_ray.zoos.registry import load_layer_weights
 
     warm_up()  # a fresh worker process imports torch and the zoos here, outside the model's clock

@@ -31,7 +31,7 @@ from ww_ray.engine.plan import ModelKey, model_key, plan_models, shard_count
 from ww_ray.engine.progress import Progress, format_summary
 from ww_ray.engine.scheduler import ModelResult, deferred_interrupt
 from ww_ray.spectral.metrics import ANALYZER_VERSION
-from ww_ray.spectral.presets import AnalysisOptions, resolve_options
+from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import done_keys, new_run_id, resolve_root, write_manifest
 from ww_ray.zoos.spec import ModelSpec
 
@@ -198,7 +198,7 @@ def run_config(config: SweepConfig, *, out: str | None = None, address: str | No
                progress: bool = True, ray_overrides: dict[str, Any] | None = None,
                run_id: str | None = None) -> SweepResult:
     """Run the sweep a config describes (``out``/``address``/``ray_overrides`` replace the config's)."""
-    options = resolve_options(config.preset, **config.options)
+    options = config.analysis
     ray_cfg = replace(config.ray, **(ray_overrides or {}))
     if out is not None:
         config = replace(config, out=out)

@@ -22,8 +22,8 @@ from ww_ray.engine.plan import model_key
 from ww_ray.rescan.history import History, Key
 from ww_ray.rescan.listing import Listed, listed_from_info
 from ww_ray.rescan.settings import HubFilters
-from ww_ray.zoos.base import SKIP_REASON
-from ww_ray.zoos.errors import UnsafeIdError
+from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.errors import UnsafeIdError
 from ww_ray.zoos.hub import HubZoo, split_model_ref
 from ww_ray.zoos.spec import ModelSpec
 

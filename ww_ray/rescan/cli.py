@@ -46,11 +46,11 @@ def register(subparsers: Any) -> None:
 
 def cmd_rescan(args: argparse.Namespace, client: Any | None = None) -> int:
     """Run ``ww-ray rescan``; prints the report; returns the exit status."""
-    from ww_ray.config import ConfigError
-    from ww_ray.engine.cluster import ClusterError
+    from ww_ray.errors import ConfigError
+    from ww_ray.errors import ClusterError
     from ww_ray.rescan.run import run_rescan
     from ww_ray.rescan.settings import load_rescan_config
-    from ww_ray.zoos.errors import ZooUnavailableError
+    from ww_ray.errors import ZooUnavailableError
 
     try:
         config = load_rescan_config(args.config).with_overrides(

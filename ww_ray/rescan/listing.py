@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ww_ray.config import ZooConfig
+from ww_ray.zoos.config import ZooConfig
 from ww_ray.rescan.settings import HubFilters
 
 #: ModelInfo fields a rescan needs from a listing (``expand`` keeps the responses small).

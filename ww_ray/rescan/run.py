@@ -42,10 +42,10 @@ from ww_ray.rescan.watermark import (
     RESCAN_KIND, Watermark, iso, next_watermark, previous_watermarks, zoo_fingerprint,
 )
 from ww_ray.spectral.metrics import ANALYZER_VERSION
-from ww_ray.spectral.presets import AnalysisOptions, resolve_options
+from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import done_keys, new_run_id, read_manifests, read_table, resolve_root, write_manifest
 from ww_ray.store.root import StoreRoot
-from ww_ray.zoos.errors import ZooUnavailableError
+from ww_ray.errors import ZooUnavailableError
 from ww_ray.zoos.hub import HubZoo, hub_offline
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def run_rescan(config: RescanConfig, *, client: Any | None = None, root: StoreRo
         raise ZooUnavailableError("HF_HUB_OFFLINE is set, but a rescan lists the Hugging Face Hub and needs the "
                                   "network; unset it for the driver (workers may keep reading a local cache)")
     settings = config.settings
-    options = resolve_options(config.sweep.preset, **config.sweep.options)
+    options = config.sweep.analysis
     store = resolve_root(root if root is not None else config.sweep.out)
     run_id = new_run_id()
     started, started_at = clock(), _dt.datetime.now(_dt.timezone.utc)

@@ -31,9 +31,10 @@ from typing import Any
 
 import yaml
 
-from ww_ray.config import (
-    ConfigError, SweepConfig, ZooConfig, parse_config, parse_duration, positive_int, str_list,
-)
+from ww_ray.config import SweepConfig, parse_config
+from ww_ray.errors import ConfigError
+from ww_ray.validate import parse_duration, positive_int, str_list
+from ww_ray.zoos.config import ZooConfig
 
 #: Keys of a hub zoo entry that only a rescan understands.
 HUB_LISTING_KEYS = ("authors", "pipeline_tags", "min_downloads")

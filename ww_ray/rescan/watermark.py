@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ww_ray.config import ZooConfig
+from ww_ray.zoos.config import ZooConfig
 from ww_ray.rescan.listing import Listed, Listing, as_utc
 from ww_ray.rescan.settings import HubFilters
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ww_ray.config import ConfigError, parse_duration
+from ww_ray.errors import ConfigError
+from ww_ray.validate import parse_duration
 from ww_ray.store.root import resolve_root
 from ww_ray.store.vacuum import DEFAULT_OLDER_THAN_S, vacuum
 

@@ -13,12 +13,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CheckpointError": "ww_ray.zoos.checkpoint",
+    "CheckpointError": "ww_ray.errors",
     "iter_state_dict": "ww_ray.zoos.checkpoint",
-    "ModelSkipped": "ww_ray.zoos.errors",
-    "UnsafeIdError": "ww_ray.zoos.errors",
-    "ZooError": "ww_ray.zoos.errors",
-    "ZooUnavailableError": "ww_ray.zoos.errors",
+    "ModelSkipped": "ww_ray.errors",
+    "UnsafeIdError": "ww_ray.errors",
+    "ZooError": "ww_ray.errors",
+    "ZooUnavailableError": "ww_ray.errors",
     "layer_weights_from_module": "ww_ray.zoos.layers",
     "layer_weights_from_state_dict": "ww_ray.zoos.layers",
     "enumerate_specs": "ww_ray.zoos.registry",
@@ -28,6 +28,8 @@ _EXPORTS = {
     "zoo_kinds": "ww_ray.zoos.registry",
     "open_source": "ww_ray.zoos.source",
     "ModelSpec": "ww_ray.zoos.spec",
+    "ZooConfig": "ww_ray.zoos.config",
+    "parse_zoo": "ww_ray.zoos.parse",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -3,7 +3,7 @@
 A zoo kind lists its candidate ``ModelSpec`` objects (``list_specs``) and loads one spec's layer
 weights lazily (``load``). The base class applies the config's filters (name globs, datasets,
 architectures, parameter range, limit), merges a user metadata CSV, marks models above the size
-cap as skipped, and stamps each spec with the zoo config needed to load it again in a Ray task.
+cap as skipped, and sets each spec's ``zoo`` to the config needed to load it again in a Ray task.
 """
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import ClassVar
 
-from ww_ray.config import ZooConfig
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.errors import ModelSkipped, UnsafeIdError, ZooError
+from ww_ray.errors import ModelSkipped, UnsafeIdError, ZooError
+from ww_ray.zoos.config import ZooConfig
 from ww_ray.zoos.metadata import ModelMetadata, read_metadata, spec_updates
-from ww_ray.zoos.spec import ModelSpec, normalize_dataset
-
-SKIP_REASON = "skip_reason"
-ZOO_CONFIG = "zoo"
+from ww_ray.zoos.spec import SKIP_REASON, ModelSpec, normalize_dataset
 
 
 class Zoo(ABC):
@@ -93,7 +90,6 @@ class Zoo(ABC):
         """Merge metadata, mark the size cap, and stamp the zoo config onto one spec."""
         spec = self.apply_metadata(spec)
         extra = dict(spec.extra)
-        extra[ZOO_CONFIG] = self.config.to_dict()
         cap = self.config.max_size_bytes
         size = spec.size_bytes if spec.size_bytes is not None else extra.get("estimated_size_bytes")
         if cap is not None and size is not None and size > cap and SKIP_REASON not in extra:
@@ -102,7 +98,7 @@ class Zoo(ABC):
                 f"weights are {_human(size)}{how}, above this zoo's max_size of {_human(cap)}; "
                 "raise max_size in the config to analyse it"
             )
-        return replace(spec, extra=extra)
+        return replace(spec, zoo=self.config, extra=extra)
 
     def accepts(self, spec: ModelSpec) -> bool:
         """True when the spec passes the include/exclude globs, dataset, architecture and params filters."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ww_ray.errors import CheckpointError
 from ww_ray.zoos.names import depth_order_key
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -37,10 +38,6 @@ HF_CONFIG = "config.json"
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "params")
 # Prefixes left by wrappers (DataParallel / DistributedDataParallel, torch.compile).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read: missing, not a checkpoint, unsafe, or holding no tensors."""
 
 
 def is_hf_folder(path: Path) -> bool:

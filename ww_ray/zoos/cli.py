@@ -13,9 +13,10 @@ import json
 import sys
 from typing import Any
 
-from ww_ray.config import ConfigError, load_config
-from ww_ray.zoos.checkpoint import CheckpointError
-from ww_ray.zoos.errors import ModelSkipped, ZooError
+from ww_ray.config import load_config
+from ww_ray.errors import ConfigError
+from ww_ray.errors import CheckpointError
+from ww_ray.errors import ModelSkipped, ZooError
 from ww_ray.zoos.spec import ModelSpec
 
 LIST_COLUMNS = ("source", "model_id", "revision", "architecture", "dataset", "task", "params", "top1_error",

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.base import SKIP_REASON, Zoo, check_safe_id
+from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.zoos.base import Zoo, check_safe_id
 from ww_ray.zoos.checkpoint import (
     HF_CONFIG,
     HF_PICKLE,
@@ -32,7 +33,7 @@ from ww_ray.zoos.checkpoint import (
     iter_state_dict,
     read_hf_config,
 )
-from ww_ray.zoos.errors import UnsafeIdError, ZooUnavailableError
+from ww_ray.errors import UnsafeIdError, ZooUnavailableError
 from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
 from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.registry import register_zoo

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.base import SKIP_REASON, Zoo
+from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.zoos.base import Zoo
 from ww_ray.zoos.checkpoint import (
     CHECKPOINT_SUFFIXES,
     UNSUPPORTED_SUFFIXES,
@@ -27,7 +28,7 @@ from ww_ray.zoos.checkpoint import (
     read_hf_config,
     tensor_shapes,
 )
-from ww_ray.zoos.errors import ZooError
+from ww_ray.errors import ZooError
 from ww_ray.zoos.metadata import ModelMetadata
 from ww_ray.zoos.names import count_parameters, natural_key
 from ww_ray.zoos.registry import register_zoo

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ww_ray.zoos.errors import ZooError
+from ww_ray.errors import ZooError
 from ww_ray.zoos.spec import MEASURES, normalize_dataset
 
 _ID_COLUMNS = ("model_id", "model", "model_name", "name", "file", "repo_id")

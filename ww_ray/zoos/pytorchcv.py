@@ -24,9 +24,10 @@ from pathlib import Path
 
 from ww_ray.weights import LayerWeight
 from ww_ray.zoos.architectures import architecture_of
-from ww_ray.zoos.base import SKIP_REASON, Zoo, check_safe_id
-from ww_ray.zoos.checkpoint import CheckpointError
-from ww_ray.zoos.errors import ZooError, ZooUnavailableError
+from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.zoos.base import Zoo, check_safe_id
+from ww_ray.errors import CheckpointError
+from ww_ray.errors import ZooError, ZooUnavailableError
 from ww_ray.zoos.layers import layer_weights_from_module
 from ww_ray.zoos.registry import register_zoo
 from ww_ray.zoos.spec import ModelSpec, figure_fields

@@ -2,23 +2,24 @@
 
 Zoo kinds register with ``@register_zoo`` (like timm's model registry, each entry records the
 module that defined it). ``enumerate_specs(config)`` turns a sweep config into the list of
-``ModelSpec`` to analyse; ``load_layer_weights(spec)`` rebuilds the spec's zoo from the config
-stamped on it (so it works in a Ray task on another node) and returns its layer weights lazily.
+``ModelSpec`` to analyse; ``load_layer_weights(spec)`` rebuilds the spec's zoo from its
+``spec.zoo`` config (so it works in a Ray task on another node) and returns its layer weights lazily.
 """
 from __future__ import annotations
 
 import importlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from ww_ray.errors import ModelSkipped, ZooError
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.errors import ModelSkipped, ZooError
-from ww_ray.zoos.spec import ModelSpec
+from ww_ray.zoos.config import ZooConfig
+from ww_ray.zoos.spec import SKIP_REASON, ModelSpec
 
 if TYPE_CHECKING:
-    from ww_ray.config import SweepConfig, ZooConfig
+    from ww_ray.config import SweepConfig
     from ww_ray.zoos.base import Zoo
 
 log = logging.getLogger(__name__)
@@ -102,20 +103,18 @@ def enumerate_specs(config: "SweepConfig | Iterable[ZooConfig]") -> list[ModelSp
 
 
 def zoo_of_spec(spec: ModelSpec, **overrides: Any) -> "Zoo":
-    """Rebuild the zoo that made a spec from the config stamped on it; ``overrides`` set options."""
-    from ww_ray.config import zoo_config_from_dict
-
-    stamped = spec.extra.get("zoo")
-    if not stamped:
+    """Rebuild the zoo that made a spec from its ``spec.zoo`` config; ``overrides`` set options."""
+    config = spec.zoo
+    if config is None:
         raise ZooError(
             f"{spec.source}/{spec.model_id} was not made by a registered zoo (zoo_kind={spec.zoo_kind!r}); "
             "pass the model itself to ww_ray.analyze instead"
         )
-    data = dict(stamped)
     if overrides:
-        kind = get_zoo_kind(data["kind"])
-        data["options"] = {**data.get("options", {}), **{k: v for k, v in overrides.items() if k in kind.options}}
-    return make_zoo(zoo_config_from_dict(data))
+        kind = get_zoo_kind(config.kind)
+        config = replace(config, options={**config.options,
+                                          **{k: v for k, v in overrides.items() if k in kind.options}})
+    return make_zoo(config)
 
 
 def load_layer_weights(spec: ModelSpec, **overrides: Any) -> Iterator[LayerWeight]:
@@ -127,7 +126,7 @@ def load_layer_weights(spec: ModelSpec, **overrides: Any) -> Iterator[LayerWeigh
             says how to point the zoo at local weights.
         CheckpointError: the weights are unreadable or unsafe.
     """
-    reason = spec.extra.get("skip_reason")
+    reason = spec.extra.get(SKIP_REASON)
     if reason:
         raise ModelSkipped(str(reason))
     return zoo_of_spec(spec, **overrides).load(spec)
@@ -135,15 +134,13 @@ def load_layer_weights(spec: ModelSpec, **overrides: Any) -> Iterator[LayerWeigh
 
 def describe_layers(spec: ModelSpec, **overrides: Any) -> list[LayerWeight] | None:
     """A spec's layers with shape-only tensors, without fetching its weights; None when its zoo cannot tell."""
-    if spec.extra.get("skip_reason"):
+    if spec.extra.get(SKIP_REASON):
         return None
     return zoo_of_spec(spec, **overrides).describe_layers(spec)
 
 
 def spec_from_uri(uri: str, **options: Any) -> ModelSpec:
     """The spec behind ``pytorchcv:NAME`` or ``hf:ORG/NAME[@REVISION]``; ``options`` are zoo options."""
-    from ww_ray.config import ZooConfig
-
     scheme, _, model_id = uri.partition(":")
     kinds = [k for k in zoo_kinds().values() if k.uri_scheme == scheme]
     if not kinds or not model_id:

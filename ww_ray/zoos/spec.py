@@ -12,7 +12,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ww_ray.zoos.config import ZooConfig
+
+# ``extra`` key of the reason a zoo marks a model skipped (too large, no weights published ...).
+SKIP_REASON = "skip_reason"
 
 # What a reported figure measures; all in percent. ``lower_is_better`` tells errors from scores.
 MEASURES: dict[str, tuple[str, bool]] = {
@@ -68,6 +74,8 @@ class ModelSpec:
         uri: where the weights come from (path, URL, ``hf://`` id).
         size_bytes: size of the weight files when known before loading.
         zoo_kind: the registry kind that made the spec (``local``, ``pytorchcv``, ``hub``, ``module``...).
+        zoo: the config of the zoo that made it (None for a module or state dict), so a Ray task
+            on another node can rebuild that zoo to load it.
         extra: free per-zoo details (file list, config model_type, other published figures ...).
     """
 
@@ -85,6 +93,7 @@ class ModelSpec:
     uri: str | None = None
     size_bytes: int | None = None
     zoo_kind: str = "module"
+    zoo: "ZooConfig | None" = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,7 +136,7 @@ class ModelSpec:
     def to_row(self) -> dict[str, Any]:
         """The ``MODELS_SCHEMA`` columns this spec fills."""
         row = asdict(self)
-        for name in ("zoo_kind", "extra"):
+        for name in ("zoo_kind", "zoo", "extra"):
             row.pop(name)
         return row
 
