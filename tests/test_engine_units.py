@@ -190,8 +190,7 @@ def test_summary_table_names_counts_slowest_models_failures_and_the_data():
 @pytest.mark.parametrize("name", ["quickstart", "pytorchcv-all", "hf-gpt"])
 def test_shipped_configs_load_and_validate(name):
     config = load_config(REPO / "configs" / f"{name}.yaml")
-    assert config.zoos and config.preset == "paper"
-    resolve_options(config.preset, **config.options)
+    assert config.zoos and config.analysis.preset == "paper"
     assert Path(config.out) == (REPO / "ww-results").resolve()
     assert config.ray.model_timeout_s and config.ray.max_models_in_flight >= 1
 

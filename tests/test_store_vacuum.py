@@ -130,5 +130,7 @@ def test_store_vacuum_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["store", "vacuum", str(tmp_path)]) == 0
     assert "deleted 2 file(s)" in capsys.readouterr().out and not temp.exists() and not orphan.exists()
     assert main(["store", "vacuum", str(tmp_path), "--older-than", "soon"]) == 2
-    assert "--older-than must be a duration" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "ww-ray store vacuum: --older-than must be a duration" in captured.err and captured.out == ""
     assert main(["store", "vacuum", str(tmp_path / "absent")]) == 2
+    assert "no dataset root at" in capsys.readouterr().err

@@ -70,6 +70,6 @@ def exit_code(exc: BaseException) -> int:
 
 def report_error(command: str, exc: BaseException) -> int:
     """Print ``ww-ray COMMAND: message`` on stderr; return the exit status for ``exc``."""
-    message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    message = str(exc) or type(exc).__name__
     print(f"ww-ray {command}: {message}", file=sys.stderr)
     return exit_code(exc)

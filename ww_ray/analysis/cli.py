@@ -12,6 +12,7 @@ import pyarrow.fs as pafs
 
 from ww_ray.analysis import query as query_mod
 from ww_ray.analysis.regression import DEFAULT_METRICS, GROUP_COLUMNS, TARGETS, read_exclude_file, regress, summary_table
+from ww_ray.errors import EXIT_USAGE
 from ww_ray.store import new_run_id, read_table, resolve_root, write_manifest, write_regressions
 
 
@@ -38,7 +39,7 @@ def _run(func):
         except (ValueError, KeyError, FileNotFoundError, FileExistsError, duckdb.Error) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"error: {message}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     return wrapper
 
 

@@ -3,10 +3,12 @@
     ww-ray sweep configs/quickstart.yaml                      # starts a local Ray, writes to the config's out:
     ww-ray sweep configs/hf-gpt.yaml --address auto --out s3://bucket/ww
     ww-ray sweep configs/local-example.yaml --no-resume       # analyse everything again
+    ww-ray sweep configs/quickstart.yaml --preset ww --conv-method stacked   # override the config's analysis
 
 Exit status: 0 when the run completed (failed models are data, listed in the summary), 1 when it
 completed but a zoo could not be listed, 2 for a bad config or an unusable cluster, 130 when
-interrupted (run the same command again to finish: resume picks up where it stopped).
+interrupted (run the same command again to finish: resume picks up where it stopped); the codes
+are ``ww_ray.errors``'s, shared by every command. A bad ``--run-id`` is refused before any work starts.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from ww_ray.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, ConfigError, WwRayError, report_error
+from ww_ray.spectral.presets import CONV_METHODS, PRESETS
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +31,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="number of spectral workers (overrides ray.workers)")
     parser.add_argument("--max-models-in-flight", type=int, default=None,
                         help="models loaded and analysed at once (overrides ray.max_models_in_flight)")
-    parser.add_argument("--run-id", default=None, help="id of this run (default: a fresh time-ordered id)")
+    parser.add_argument("--run-id", default=None,
+                        help="id of this run, 1-200 characters from [A-Za-z0-9._-] (default: a fresh time-ordered id)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="analysis preset (overrides the config's preset:; the config's option overrides stay)")
+    parser.add_argument("--conv-method", choices=CONV_METHODS, default=None,
+                        help="how conv weights become matrices (overrides the config's conv_method)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -48,7 +56,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             if value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
             overrides[name] = value
     return overrides
 
@@ -56,26 +64,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``ww-ray sweep``; prints the summary table; returns the exit status."""
     from ww_ray.config import load_config
-from ww_ray.errors import ConfigError
-    from ww_ray.errors import ClusterError
     from ww_ray.engine.sweep import run_config
+    from ww_ray.store.paths import check_run_id
 
     try:
         config = load_config(args.config)
+        if args.preset is not None or args.conv_method is not None:
+            conv = {"conv_method": args.conv_method} if args.conv_method is not None else {}
+            config = config.with_analysis(args.preset, **conv)
         overrides = _overrides(args)
-    except (ConfigError, ValueError) as exc:
-        print(f"ww-ray sweep: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        if args.run_id is not None:
+            check_run_id(args.run_id)
+    except (WwRayError, ValueError) as exc:
+        return report_error("sweep", exc)
     try:
         result = run_config(config, out=args.out, address=args.address, resume=not args.no_resume,
                             progress=not args.no_progress, ray_overrides=overrides,
                             run_id=args.run_id)
-    except (ClusterError, ValueError) as exc:
-        print(f"ww-ray sweep: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (WwRayError, ValueError) as exc:
+        return report_error("sweep", exc)
     except KeyboardInterrupt:  # before any model started (listing the zoos, starting Ray): nothing was written
-        print("ww-ray sweep: interrupted before the run started; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return report_error("sweep", KeyboardInterrupt("interrupted before the run started; nothing was written"))
     print(result.summary_table())
     if result.interrupted:
         return EXIT_INTERRUPTED

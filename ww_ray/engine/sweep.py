@@ -33,6 +33,7 @@ from ww_ray.engine.scheduler import ModelResult, deferred_interrupt
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import done_keys, new_run_id, resolve_root, write_manifest
+from ww_ray.store.paths import check_run_id
 from ww_ray.zoos.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
     """
     ray_cfg = ray_cfg or RayConfig()
     root = resolve_root(out)
-    run_id = run_id or new_run_id()
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id()  # refused before any work starts
     started_at = _dt.datetime.now(_dt.timezone.utc)
     started = time.monotonic()
     done = done_keys(root, ANALYZER_VERSION, preset=options.label) if resume else set()

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from ww_ray.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, WwRayError, report_error
 
 
 def add_rescan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,27 +46,21 @@ def register(subparsers: Any) -> None:
 
 def cmd_rescan(args: argparse.Namespace, client: Any | None = None) -> int:
     """Run ``ww-ray rescan``; prints the report; returns the exit status."""
-    from ww_ray.errors import ConfigError
-    from ww_ray.errors import ClusterError
     from ww_ray.rescan.run import run_rescan
     from ww_ray.rescan.settings import load_rescan_config
-    from ww_ray.errors import ZooUnavailableError
 
     try:
         config = load_rescan_config(args.config).with_overrides(
             out=args.out, address=args.address, max_models=args.max_models, time_budget_s=args.time_budget)
-    except ConfigError as exc:
-        print(f"ww-ray rescan: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except WwRayError as exc:
+        return report_error("rescan", exc)
     try:
         result = run_rescan(config, client=client, progress=not args.no_progress, dry_run=args.dry_run)
-    except (ClusterError, ZooUnavailableError, ValueError) as exc:
-        print(f"ww-ray rescan: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (WwRayError, ValueError) as exc:
+        return report_error("rescan", exc)
     except KeyboardInterrupt:
-        print("ww-ray rescan: interrupted; models already committed stay (and are skipped next time), "
-              "no watermark moved", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return report_error("rescan", KeyboardInterrupt(
+            "interrupted; models already committed stay (and are skipped next time), no watermark moved"))
     print(result.summary())
     if args.report:
         _write_report(Path(args.report), result)

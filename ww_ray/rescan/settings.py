@@ -33,7 +33,7 @@ import yaml
 
 from ww_ray.config import SweepConfig, parse_config
 from ww_ray.errors import ConfigError
-from ww_ray.validate import parse_duration, positive_int, str_list
+from ww_ray.validate import check_keys, parse_duration, positive_int, str_list
 from ww_ray.zoos.config import ZooConfig
 
 #: Keys of a hub zoo entry that only a rescan understands.
@@ -183,9 +183,7 @@ def parse_settings(value: Any) -> RescanSettings:
         raise ConfigError(f"'rescan' must be a mapping, got {value!r}")
     allowed = ("max_models", "time_budget", "batch_size", "since", "min_age", "max_listed", "max_failures",
                "min_models")
-    unknown = sorted(k for k in value if k not in allowed)
-    if unknown:
-        raise ConfigError(f"rescan: unknown key(s) {unknown}; allowed: {list(allowed)}")
+    check_keys(value, allowed, "rescan")
     defaults = RescanSettings()
     min_models = positive_int(value.get("min_models", defaults.min_models), "rescan.min_models")
     if min_models < 2:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ww_ray.errors import ConfigError
+from ww_ray.errors import EXIT_OK, ConfigError, WwRayError, report_error
 from ww_ray.validate import parse_duration
 from ww_ray.store.root import resolve_root
 from ww_ray.store.vacuum import DEFAULT_OLDER_THAN_S, vacuum
@@ -34,12 +34,10 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     try:
         older_than_s = parse_duration(args.older_than, "--older-than")
         root = resolve_root(args.root)
-    except (ConfigError, ValueError) as exc:
-        print(f"ww-ray store vacuum: {exc}")
-        return 2
+    except (WwRayError, ValueError) as exc:
+        return report_error("store vacuum", exc)
     if root.filesystem.get_file_info(root.path).type != pafs.FileType.Directory:
-        print(f"ww-ray store vacuum: no dataset root at {args.root}")
-        return 2
+        return report_error("store vacuum", ConfigError(f"no dataset root at {args.root}"))
     report = vacuum(root, older_than_s=older_than_s, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for path in report.temp_files:
@@ -49,4 +47,4 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     count = len(report.temp_files) + len(report.orphan_layers_files)
     print(f"{verb} {count} file(s), {report.bytes / 1e6:.2f} MB; {report.kept_too_young} younger than "
           f"{args.older_than} kept")
-    return 0
+    return EXIT_OK

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import pyarrow.fs as pafs
 
+from ww_ray.errors import ConfigError
 from ww_ray.store.root import StoreRoot
 
 #: What Hive (and pyarrow, DuckDB) read back as NULL.
@@ -45,9 +46,9 @@ def partition_value(value: object) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    """Validate a run id (it becomes part of file names)."""
+    """Validate a run id (it becomes part of file names); ``ConfigError`` when it could escape the root."""
     if not isinstance(run_id, str) or not _RUN_ID_OK.match(run_id):
-        raise ValueError(
+        raise ConfigError(
             f"run_id must be 1-200 characters from [A-Za-z0-9._-] not starting with '.', '_' or '-'; "
             f"got {run_id!r}"
         )

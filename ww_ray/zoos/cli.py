@@ -14,10 +14,8 @@ import sys
 from typing import Any
 
 from ww_ray.config import load_config
-from ww_ray.errors import ConfigError
-from ww_ray.errors import CheckpointError
-from ww_ray.errors import ModelSkipped, ZooError
-from ww_ray.zoos.spec import ModelSpec
+from ww_ray.errors import EXIT_OK, ModelSkipped, WwRayError, report_error
+from ww_ray.zoos.spec import SKIP_REASON, ModelSpec
 
 LIST_COLUMNS = ("source", "model_id", "revision", "architecture", "dataset", "task", "params", "top1_error",
                 "top5_error", "reported_measure", "reported_value", "size_bytes", "status", "reason")
@@ -43,8 +41,8 @@ def register(subparsers: Any) -> None:
 def spec_record(spec: ModelSpec) -> dict[str, Any]:
     """One listing row: the spec's columns plus its status (ready / skipped / unavailable) and reason."""
     row = spec.to_row()
-    if spec.extra.get("skip_reason"):
-        row["status"], row["reason"] = "skipped", spec.extra["skip_reason"]
+    if spec.extra.get(SKIP_REASON):
+        row["status"], row["reason"] = "skipped", spec.extra[SKIP_REASON]
     elif spec.extra.get("load_error"):
         row["status"], row["reason"] = "unavailable", spec.extra["load_error"]
     else:
@@ -57,9 +55,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     try:
         specs = enumerate_specs(load_config(args.config))
-    except (ConfigError, ZooError, CheckpointError) as exc:
-        print(f"ww-ray zoo list: {exc}", file=sys.stderr)
-        return 2
+    except WwRayError as exc:
+        return report_error("zoo list", exc)
     records = [spec_record(spec) for spec in specs]
     if args.format == "json":
         json.dump(records, sys.stdout, indent=1)
@@ -127,12 +124,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             count += 1
         print(f"{count} layer weight(s)" + (" (from the weight files' headers; nothing downloaded)" if described else ""))
     except ModelSkipped as exc:
-        print(f"ww-ray zoo show: skipped: {exc.reason}", file=sys.stderr)
-        return 2
-    except (ZooError, CheckpointError, TypeError) as exc:
-        print(f"ww-ray zoo show: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return report_error("zoo show", ModelSkipped(f"skipped: {exc.reason}"))
+    except (WwRayError, TypeError) as exc:
+        return report_error("zoo show", exc)
+    return EXIT_OK
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:
