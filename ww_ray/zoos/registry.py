@@ -11,7 +11,7 @@ import importlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ww_ray.errors import ModelSkipped, ZooError
 from ww_ray.weights import LayerWeight
@@ -19,7 +19,6 @@ from ww_ray.zoos.config import ZooConfig
 from ww_ray.zoos.spec import SKIP_REASON, ModelSpec
 
 if TYPE_CHECKING:
-    from ww_ray.config import SweepConfig
     from ww_ray.zoos.base import Zoo
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,12 @@ class ZooKind:
 
 
 _ZOO_KINDS: dict[str, ZooKind] = {}
+
+
+class HasZoos(Protocol):
+    """Anything with a ``zoos`` tuple, such as ``ww_ray.config.SweepConfig`` (not imported: it imports us)."""
+
+    zoos: tuple[ZooConfig, ...]
 
 
 def register_zoo(cls: type) -> type:
@@ -86,7 +91,7 @@ def make_zoo(config: "ZooConfig") -> "Zoo":
     return get_zoo_kind(config.kind).factory(config)
 
 
-def enumerate_specs(config: "SweepConfig | Iterable[ZooConfig]") -> list[ModelSpec]:
+def enumerate_specs(config: "HasZoos | Iterable[ZooConfig]") -> list[ModelSpec]:
     """The models a sweep config selects, zoo by zoo in config order, duplicates (same key) dropped."""
     zoo_configs = config.zoos if hasattr(config, "zoos") else list(config)
     specs: list[ModelSpec] = []
