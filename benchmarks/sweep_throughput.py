@@ -97,7 +97,8 @@ def main() -> None:
 
     import ray
 
-    from ww_ray.engine.cluster import local_init_options, usable_cpus
+    from ww_ray.engine.cluster import local_init_options
+    from ww_ray.spectral.metrics import usable_cpus
 
     with tempfile.TemporaryDirectory(prefix="ww-ray-bench-") as tmp:
         zoo = Path(tmp) / "zoo"

@@ -9,7 +9,7 @@ import scipy.linalg
 
 from ww_ray.spectral.esd import eigenvalues, gram_eigenvalues
 from ww_ray.spectral.matrices import layer_inputs
-from ww_ray.spectral.metrics import compute_rows, esd_metrics
+from ww_ray.spectral.metrics import compute_rows, esd_metrics, pooled_evals
 from ww_ray.spectral.powerlaw_fit import fit_power_law
 from ww_ray.spectral.presets import resolve_options
 from ww_ray.weights import LayerWeight
@@ -21,10 +21,7 @@ def _svd_evals(matrix: np.ndarray) -> np.ndarray:
 
 
 def _pooled(item) -> np.ndarray:
-    per_matrix = gram_eigenvalues(item.matrices, device="cpu")
-    if item.eval_multiplicity is not None:
-        per_matrix = np.repeat(per_matrix, item.eval_multiplicity, axis=0)
-    return np.sort(per_matrix.ravel()) * item.eval_scale
+    return pooled_evals(item, gram_eigenvalues(item.matrices, device="cpu"))
 
 
 @pytest.mark.parametrize("alpha", [2.0, 3.0, 4.5])

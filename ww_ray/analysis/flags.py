@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-UNDER_TRAINED_ALPHA = 6.0
+from ww_ray.spectral.metrics import UNDER_TRAINED_ALPHA
 
 
 def under_trained_layers(layers: pd.DataFrame, threshold: float = UNDER_TRAINED_ALPHA) -> pd.DataFrame:

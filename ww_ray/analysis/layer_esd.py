@@ -15,7 +15,8 @@ import numpy as np
 from ww_ray.errors import SpectrumUnavailable
 from ww_ray.spectral.esd import eigenvalues
 from ww_ray.spectral.matrices import layer_inputs
-from ww_ray.spectral.powerlaw_fit import PowerLawFit, fit_power_law
+from ww_ray.spectral.metrics import fit_tail, pooled_evals
+from ww_ray.spectral.powerlaw_fit import PowerLawFit
 from ww_ray.spectral.presets import options_from_label
 from ww_ray.spectral.rmt import MPFit, fit_marchenko_pastur
 
@@ -50,13 +51,8 @@ def layer_spectrum(uri: str | None, layer_name: str, slice_id: int | None = None
     item = next((i for i in layer_inputs(weight, options) if i.slice_id == wanted), None)
     if item is None or item.matrices is None:
         raise SpectrumUnavailable(f"layer {layer_name!r} slice {wanted} gives no matrix under preset {options.preset}")
-    parts = [eigenvalues(matrix) for matrix in item.matrices]
-    if item.eval_multiplicity is not None:
-        parts = [np.repeat(p, int(k)) for p, k in zip(parts, item.eval_multiplicity)]
-    evals = np.sort(np.concatenate(parts) * item.eval_scale)
-    fit = fit_power_law(evals, threshold=options.evals_threshold,
-                        small_n_cutoff=options.small_n_cutoff if options.small_n_fit else None,
-                        min_tail=options.small_n_min_tail, fit=options.fit, xmax=options.xmax)
+    evals = pooled_evals(item, np.stack([eigenvalues(matrix) for matrix in item.matrices]))
+    fit = fit_tail(evals, options)
     try:
         mp = fit_marchenko_pastur(evals, item.N, item.M)
     except ValueError:

@@ -31,20 +31,13 @@ from typing import Any, Iterator
 
 from ww_ray.config import RayConfig
 from ww_ray.errors import ClusterError
+from ww_ray.spectral.metrics import usable_cpus
 from ww_ray.spectral.presets import AnalysisOptions
 
 log = logging.getLogger(__name__)
 
 #: CPUs a load task reserves: none, so that spectral workers holding every CPU cannot starve it.
 LOAD_CPUS = 0.0
-
-
-def usable_cpus() -> int:
-    """CPUs this process may use (cgroup/affinity aware where the platform says so)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def local_init_options(num_cpus: int, workers: int | None = None, loads: int = 4) -> dict[str, Any]:

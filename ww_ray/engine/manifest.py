@@ -66,19 +66,13 @@ def git_sha() -> str | None:
     return sha if done.returncode == 0 and len(sha) == 40 else None
 
 
-def build_manifest(*, run_id: str, status: str, started_at: _dt.datetime, seconds: float, root: str,
-                   config: Any, options: AnalysisOptions, counts: dict[str, int], results: list[Any],
-                   unfinished: list[tuple], cluster: dict[str, Any] | None, pool: dict[str, Any] | None,
-                   zoo_errors: list[dict[str, Any]], seconds_startup: float = 0.0,
-                   error: str | None = None) -> dict[str, Any]:
-    """The manifest body (``write_manifest`` adds ``schema_version``)."""
+def manifest_header(*, kind: str, status: str, started_at: _dt.datetime, root: str, config: Any,
+                    options: AnalysisOptions) -> dict[str, Any]:
+    """What every run manifest of a sweep or rescan starts with: what ran, with what, on what code."""
     config_plain = plain(config) if config is not None else None
-    slowest = sorted(results, key=lambda r: -r.seconds_total)[:10]
     return {
-        "run_id": run_id,
-        "kind": "sweep",
+        "kind": kind,
         "status": status,
-        "error": error,
         "started_at": started_at.isoformat(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "root": root,
@@ -90,6 +84,22 @@ def build_manifest(*, run_id: str, status: str, started_at: _dt.datetime, second
         "ww_ray_version": ww_ray.__version__,
         "git_sha": git_sha(),
         "packages": package_versions(),
+    }
+
+
+def build_manifest(*, run_id: str, status: str, started_at: _dt.datetime, seconds: float, root: str,
+                   config: Any, options: AnalysisOptions, counts: dict[str, int], results: list[Any],
+                   unfinished: list[tuple], cluster: dict[str, Any] | None, pool: dict[str, Any] | None,
+                   zoo_errors: list[dict[str, Any]], seconds_startup: float = 0.0,
+                   error: str | None = None) -> dict[str, Any]:
+    """The manifest body (``write_manifest`` adds ``schema_version``)."""
+    slowest = sorted(results, key=lambda r: -r.seconds_total)[:10]
+    header = manifest_header(kind="sweep", status=status, started_at=started_at, root=root, config=config,
+                             options=options)
+    return {
+        "run_id": run_id,
+        **header,
+        "error": error,
         "cluster": cluster,
         "pool": pool,
         "counts": counts,

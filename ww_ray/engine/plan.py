@@ -18,6 +18,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from ww_ray.keys import ModelKey
 from ww_ray.zoos.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,9 @@ SHARD_BYTES = 64 << 20
 LOAD_MEMORY_FACTOR = 3.0
 LOAD_MEMORY_BASE = 256 << 20
 
-ModelKey = tuple[str, str, str]
-
-
 def model_key(spec: ModelSpec) -> ModelKey:
-    """The dataset key of a spec; an unknown revision is stored as the empty string."""
-    return (spec.source, spec.model_id, spec.revision or "")
+    """The dataset key of a spec (``ModelSpec.key``)."""
+    return spec.key
 
 
 def planned_bytes(spec: ModelSpec) -> int:

@@ -40,6 +40,7 @@ from ww_ray.engine.cluster import LOAD_CPUS
 from ww_ray.engine.loader import load_model
 from ww_ray.engine.outcome import layer_rows, model_row, terminal_row
 from ww_ray.engine.plan import ModelKey, load_memory, model_key, shard_count
+from ww_ray.keys import model_key as model_key_of
 from ww_ray.engine.pool import Job, Slot, WorkerPool
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import commit_model
@@ -79,7 +80,7 @@ class ModelResult:
 
     @property
     def key(self) -> ModelKey:
-        return (self.source, self.model_id, self.revision)
+        return model_key_of(self.source, self.model_id, self.revision)
 
 
 @dataclass

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ww_ray.keys import ModelKey
 from ww_ray.store import done_keys, open_pyarrow
 from ww_ray.store.root import StoreRoot
 
-Key = tuple[str, str, str]
+Key = ModelKey
 
 
 @dataclass
@@ -22,9 +23,6 @@ class History:
     done: set[Key] = field(default_factory=set)
     failures: dict[Key, int] = field(default_factory=dict)
     revisions: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-
-    def is_known_model(self, source: str, model_id: str) -> bool:
-        return bool(self.revisions.get((source, model_id)))
 
     def previous_revisions(self, source: str, model_id: str, revision: str) -> list[str]:
         return sorted(self.revisions.get((source, model_id), set()) - {revision})

@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-import ww_ray
+from ww_ray.errors import ZooUnavailableError
 from ww_ray.engine import SweepResult, run_sweep
 from ww_ray.engine.cluster import ray_session
-from ww_ray.engine.manifest import config_hash, git_sha, package_versions, plain
+from ww_ray.engine.manifest import manifest_header, plain
 from ww_ray.engine.scheduler import deferred_interrupt
 from ww_ray.rescan.candidates import (
     REASONS, Candidate, Rejected, Selection, examine, list_explicit, order_and_cap,
@@ -45,7 +45,6 @@ from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import done_keys, new_run_id, read_manifests, read_table, resolve_root, write_manifest
 from ww_ray.store.root import StoreRoot
-from ww_ray.errors import ZooUnavailableError
 from ww_ray.zoos.hub import HubZoo, hub_offline
 
 log = logging.getLogger(__name__)
@@ -188,12 +187,9 @@ def _manifest(config: RescanConfig, options: AnalysisOptions, result: RescanResu
               root: str, run_ids: list[str]) -> dict[str, Any]:
     """The rescan manifest: what ran, with what, each zoo's watermark, and the report."""
     return {
-        "kind": RESCAN_KIND, "status": result.status, "started_at": started_at.isoformat(),
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(), "root": root,
-        "config": plain(config.sweep), "rescan": plain(asdict(config.settings)),
-        "config_hash": config_hash(plain(config.sweep)), "preset": options.label,
-        "analysis_options": options.as_dict(), "analyzer_version": ANALYZER_VERSION,
-        "ww_ray_version": ww_ray.__version__, "git_sha": git_sha(), "packages": package_versions(),
+        **manifest_header(kind=RESCAN_KIND, status=result.status, started_at=started_at, root=root,
+                          config=config.sweep, options=options),
+        "rescan": plain(asdict(config.settings)),
         "watermarks": {s.fingerprint: {**(s.watermark or s.previous).as_dict(), "previous": iso(s.previous.at),
                                        "zoo": s.index, "truncated": s.listing.truncated, "error": s.error}
                        for s in result.zoos if not s.explicit},

@@ -5,7 +5,7 @@ Why not ``svd(W)`` like WeightWatcher: for an N×M matrix (N ≥ M) the Gram rou
 the N×M matrix for the SVD; on the sizes that matter (transformer and conv layers) it is several
 times faster. We form the Gram matrix in float64, so the absolute error of every eigenvalue is
 about 1e-16·λmax·√M: λmax, Σλ and every eigenvalue the power-law tail uses agree with an SVD to
-far better than 1e-10 relative (tests/test_spectral_esd.py checks it against scipy's SVD).
+far better than 1e-10 relative (tests/test_spectral_numerics.py checks it against scipy's SVD).
 
     >>> import numpy as np
     >>> from ww_ray.spectral.esd import eigenvalues

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from ww_ray.spectral.esd import gram_eigenvalues, resolve_device
 from ww_ray.spectral.matrices import SpectralInput
-from ww_ray.spectral.powerlaw_fit import fit_power_law
+from ww_ray.spectral.powerlaw_fit import PowerLawFit, fit_power_law
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.spectral.rmt import esd_distance, fit_marchenko_pastur, shuffle_entries
 
@@ -65,11 +65,7 @@ def esd_metrics(evals: np.ndarray, N: int, M: int, options: AnalysisOptions) -> 
         raise ValueError("all eigenvalues are zero")
     lambda_max = float(evals.max())
     rank = matrix_rank(evals, N)
-    fit = fit_power_law(
-        evals, threshold=options.evals_threshold,
-        small_n_cutoff=options.small_n_cutoff if options.small_n_fit else None,
-        min_tail=options.small_n_min_tail, fit=options.fit, xmax=options.xmax,
-    )
+    fit = fit_tail(evals, options)
     row = dict(METRIC_DEFAULTS)
     row.update(
         lambda_max=lambda_max, log_spectral_norm=math.log10(lambda_max), norm=total,
@@ -96,10 +92,29 @@ def esd_metrics(evals: np.ndarray, N: int, M: int, options: AnalysisOptions) -> 
     return row
 
 
-def _pooled_evals(item: SpectralInput, per_matrix: np.ndarray) -> np.ndarray:
+def fit_tail(evals: np.ndarray, options: AnalysisOptions) -> PowerLawFit:
+    """The power-law fit of an ESD's tail with the options' fit settings (the one place options become fit arguments)."""
+    return fit_power_law(
+        evals, threshold=options.evals_threshold,
+        small_n_cutoff=options.small_n_cutoff if options.small_n_fit else None,
+        min_tail=options.small_n_min_tail, fit=options.fit, xmax=options.xmax,
+    )
+
+
+def pooled_evals(item: SpectralInput, per_matrix: np.ndarray) -> np.ndarray:
+    """One ESD from the eigenvalues of each of an input's matrices: repeated by multiplicity, sorted, scaled."""
+    per_matrix = np.asarray(per_matrix)
     if item.eval_multiplicity is not None:
         per_matrix = np.repeat(per_matrix, item.eval_multiplicity, axis=0)
     return np.sort(per_matrix.ravel()) * item.eval_scale
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use (cgroup/affinity aware where the platform says so); the one CPU count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def cpu_threads() -> int:
@@ -107,7 +122,7 @@ def cpu_threads() -> int:
     configured = os.environ.get("OMP_NUM_THREADS", "").strip()
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def _one_by_one(items: list[SpectralInput], threads: int) -> list[np.ndarray]:
@@ -166,7 +181,7 @@ def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dic
 def _randomized_control(item: SpectralInput, evals: np.ndarray, options: AnalysisOptions, device: str) -> dict:
     seed = (options.seed, item.layer_index, item.slice_id or 0)
     shuffled = shuffle_entries(item.matrices, seed)
-    rand_evals = _pooled_evals(item, gram_eigenvalues(shuffled, device=device))
+    rand_evals = pooled_evals(item, gram_eigenvalues(shuffled, device=device))
     traps = fit_marchenko_pastur(rand_evals, item.N, item.M).num_spikes
     return {"rand_distance": esd_distance(evals, rand_evals), "num_traps": traps}
 
@@ -198,7 +213,7 @@ def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: 
         for p, item, evals_per_matrix in zip(positions, items, per_item):
             started = time.perf_counter()
             try:
-                evals = _pooled_evals(item, evals_per_matrix)
+                evals = pooled_evals(item, evals_per_matrix)
                 metrics = esd_metrics(evals, item.N, item.M, options)
                 fit_error = metrics.pop("fit_error", None)
                 rows[p].update(metrics)

@@ -100,10 +100,6 @@ class AnalysisOptions:
                    if f.name not in ("preset", "device") and getattr(self, f.name) != getattr(base, f.name)]
         return "+".join([self.preset, ",".join(changed)]) if changed else self.preset
 
-    @property
-    def uses_powerlaw_package(self) -> bool:
-        return self.fit == "TPL" or self.xmax == "force"
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -24,10 +24,11 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.store.root import TABLE_NAMES, RootLike, StoreRoot, resolve_root
 from ww_ray.store.schema import TABLE_SCHEMAS
 
-MODEL_KEY = ["source", "model_id", "revision"]
+MODEL_KEY = list(MODEL_KEY_COLUMNS)
 REGRESSION_KEY = ["source", "dataset", "architecture", "metric", "target"]
 #: Statuses that end a model's work for good (resume skips them); ``failed`` is retried.
 DONE_STATUSES = ("ok", "skipped")

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.spectral.summary import SUMMARY_METRICS
 
 SCHEMA_VERSION = 2  # 2: commit_id on layers and models
 
-KEY_FIELDS = [
-    pa.field("source", pa.string()),
-    pa.field("model_id", pa.string()),
-    pa.field("revision", pa.string()),
-]
+KEY_FIELDS = [pa.field(name, pa.string()) for name in MODEL_KEY_COLUMNS]
 
 # Per-matrix spectral metrics, in the order ww_ray.analyze returns them.
 LAYER_METRIC_FIELDS = [
@@ -48,7 +45,7 @@ LAYER_METRIC_FIELDS = [
 LAYER_SHAPE_FIELDS = [
     pa.field("layer_index", pa.int64()),
     pa.field("layer_name", pa.string()),
-    pa.field("layer_type", pa.string()),      # linear | conv2d | conv1d | embedding | conv1d_hf
+    pa.field("layer_type", pa.string()),      # linear | conv2d | conv1d | embedding | hf_conv1d
     pa.field("slice_id", pa.int64()),         # i*k + j for conv 'slices', null otherwise
     pa.field("conv_method", pa.string()),     # slices | stacked | fft | pooled, null for dense
     pa.field("N", pa.int64()),

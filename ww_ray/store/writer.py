@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.store.convert import Rows, to_table
 from ww_ray.store.paths import atomic_write, check_run_id, data_file_path
 from ww_ray.store.root import RootLike, resolve_root
@@ -33,7 +34,6 @@ MODEL_STATUSES = ("ok", "failed", "skipped")
 # Columns of a layer row that default to the model row's value.
 _INHERITED = ("source", "model_id", "revision", "run_id", "architecture", "dataset", "preset", "analyzer_version")
 _FORCED = ("commit_id",)
-_KEYS = ("source", "model_id", "revision")
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
@@ -86,7 +86,7 @@ def commit_model(root: RootLike, layer_rows: Rows, model_row: Mapping[str, Any])
         layer_rows = [{k: v for k, v in r.items() if k not in _FORCED} for r in layer_rows]
     defaults.update({name: row[name] for name in _FORCED})
     layers = to_table(layer_rows, LAYERS_SCHEMA, "layers", defaults=defaults)
-    for key in _KEYS:
+    for key in MODEL_KEY_COLUMNS:
         values = set(layers.column(key).to_pylist())
         if values - {row[key]}:
             raise ValueError(f"layer rows carry {key}={sorted(map(str, values))} but the model row has {row[key]!r}")

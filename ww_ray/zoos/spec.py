@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ww_ray.keys import ModelKey, model_key
+
 if TYPE_CHECKING:
     from ww_ray.zoos.config import ZooConfig
 
@@ -107,8 +109,9 @@ class ModelSpec:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
 
     @property
-    def key(self) -> tuple[str, str, str | None]:
-        return (self.source, self.model_id, self.revision)
+    def key(self) -> ModelKey:
+        """The dataset key (``ww_ray.keys.model_key``: an unknown revision is ``""``)."""
+        return model_key(self.source, self.model_id, self.revision)
 
     @property
     def figures(self) -> dict[str, float]:
