@@ -79,6 +79,11 @@ def zoo_kinds() -> dict[str, ZooKind]:
     return dict(_ZOO_KINDS)
 
 
+def uri_schemes() -> dict[str, ZooKind]:
+    """The ``ww_ray.analyze`` URI schemes (``pytorchcv``, ``hf``) of the registered kinds, each with its kind."""
+    return {kind.uri_scheme: kind for kind in zoo_kinds().values() if kind.uri_scheme}
+
+
 def get_zoo_kind(name: str) -> ZooKind:
     kinds = zoo_kinds()
     if name not in kinds:
@@ -147,11 +152,10 @@ def describe_layers(spec: ModelSpec, **overrides: Any) -> list[LayerWeight] | No
 def spec_from_uri(uri: str, **options: Any) -> ModelSpec:
     """The spec behind ``pytorchcv:NAME`` or ``hf:ORG/NAME[@REVISION]``; ``options`` are zoo options."""
     scheme, _, model_id = uri.partition(":")
-    kinds = [k for k in zoo_kinds().values() if k.uri_scheme == scheme]
-    if not kinds or not model_id:
-        schemes = sorted(k.uri_scheme for k in zoo_kinds().values() if k.uri_scheme)
-        raise ZooError(f"cannot resolve {uri!r}: expected SCHEME:MODEL with SCHEME one of {schemes}")
-    kind = kinds[0]
+    schemes = uri_schemes()
+    if scheme not in schemes or not model_id:
+        raise ZooError(f"cannot resolve {uri!r}: expected SCHEME:MODEL with SCHEME one of {sorted(schemes)}")
+    kind = schemes[scheme]
     unknown = sorted(set(options) - set(kind.options) - {"max_size_bytes"})
     if unknown:
         raise ZooError(f"unknown option(s) {unknown} for {scheme}: URIs; allowed: {sorted(kind.options)}")
@@ -163,5 +167,5 @@ def spec_from_uri(uri: str, **options: Any) -> ModelSpec:
 __all__ = [
     "ModelSkipped", "ZooKind", "describe_layers", "enumerate_specs", "get_zoo_kind", "load_layer_weights",
     "make_zoo",
-    "register_zoo", "spec_from_uri", "zoo_kinds", "zoo_of_spec",
+    "register_zoo", "spec_from_uri", "uri_schemes", "zoo_kinds", "zoo_of_spec",
 ]

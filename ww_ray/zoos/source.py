@@ -28,17 +28,15 @@ from ww_ray.zoos.checkpoint import (
 )
 from ww_ray.zoos.layers import guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
 from ww_ray.zoos.names import count_parameters
+from ww_ray.zoos.registry import load_layer_weights, spec_from_uri, uri_schemes
 from ww_ray.zoos.spec import ModelSpec
 
-URI_SCHEMES = ("pytorchcv", "hf")
-
-
 def is_zoo_uri(source: object) -> bool:
-    """True for strings like ``pytorchcv:name`` or ``hf:org/name`` (not Windows drive paths)."""
+    """True for strings like ``pytorchcv:name`` or ``hf:org/name``: a scheme a registered zoo kind serves."""
     if not isinstance(source, str) or ":" not in source:
         return False
     scheme = source.split(":", 1)[0]
-    return scheme in URI_SCHEMES
+    return scheme in uri_schemes()
 
 
 def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
@@ -49,7 +47,7 @@ def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[La
 
     Raises:
         CheckpointError: a path that is missing, not a checkpoint, or unsafe to unpickle.
-        ww_ray.zoos.errors.ZooError: a zoo URI that cannot be resolved or reached.
+        ww_ray.errors.ZooError: a zoo URI that cannot be resolved or reached.
         TypeError: a source of an unsupported type.
     """
     if isinstance(source, nn.Module):
@@ -57,8 +55,6 @@ def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[La
     if isinstance(source, Mapping):
         return _open_state_dict(source)
     if is_zoo_uri(source):
-        from ww_ray.zoos.registry import load_layer_weights, spec_from_uri
-
         spec = spec_from_uri(source, **zoo_options)
         return spec, load_layer_weights(spec, **zoo_options)
     if isinstance(source, (str, os.PathLike)):
