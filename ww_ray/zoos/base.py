@@ -21,6 +21,8 @@ from ww_ray.zoos.metadata import ModelMetadata, read_metadata, spec_updates
 from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 
 SKIP_REASON = "skip_reason"
+#: ``spec.extra`` key of a listing-time failure (a broken link, an unreachable repo): loading raises it.
+LOAD_ERROR = "load_error"
 ZOO_CONFIG = "zoo"
 
 

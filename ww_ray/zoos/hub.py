@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.base import SKIP_REASON, Zoo, check_safe_id
+from ww_ray.zoos.base import LOAD_ERROR, SKIP_REASON, Zoo, check_safe_id
 from ww_ray.zoos.checkpoint import (
     HF_CONFIG,
     HF_PICKLE,
@@ -38,7 +38,6 @@ from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.registry import register_zoo
 from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 
-LOAD_ERROR = "load_error"
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 _SHA = re.compile(r"[0-9a-f]{40}")
 _MAX_LISTED = 1000  # default `max_listed`: how many listings client-side filters look at
