@@ -29,7 +29,7 @@ from tests._engine_util import (
 )
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options
+from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.store import done_keys, read_manifests, read_table
 from ww_ray.store.schema import LAYER_METRIC_FIELDS
@@ -48,7 +48,8 @@ def local_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)  # what `ww-ray sweep` starts
+    with loopback_only():  # what `ww-ray sweep` starts: on 127.0.0.1 only
+        ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 

@@ -21,7 +21,7 @@ from tests._zoos_util import make_hf_cache, tiny_gpt2
 from ww_ray.cli import main as ww_ray_main
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options
+from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.store import read_table
 from ww_ray.zoos.registry import enumerate_specs
 
@@ -74,7 +74,8 @@ def swept(tmp_path_factory):
         patch.setattr(constants, "HF_HUB_OFFLINE", True)
         if ray.is_initialized():
             ray.shutdown()
-        ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)
+        with loopback_only():
+            ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)
         try:
             config = parse_config({"zoos": [
                 {"kind": "local", "path": str(zoo)},

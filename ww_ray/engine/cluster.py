@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
@@ -61,6 +61,12 @@ def local_init_options(num_cpus: int, workers: int | None = None, loads: int = 4
     processes = max(num_cpus, workers or 0) + max(1, loads) + 1
     return {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": LOOPBACK,
             "_system_config": {"num_workers_soft_limit": processes}}
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for a Ray address on this machine's loopback (``127.0.0.1:6379``, ``ray://localhost:10001``)."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 @contextmanager
@@ -108,7 +114,10 @@ def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None =
         kwargs["runtime_env"] = runtime_env
     try:
         if target:
-            ray.init(address=target, **kwargs)
+            # A cluster on 127.0.0.1 (the embedded Ray of another process, `ray start --node-ip-address
+            # 127.0.0.1`) is only reachable there: keep Ray from swapping in the routable address.
+            with loopback_only() if is_loopback_address(target) else nullcontext():
+                ray.init(address=target, **kwargs)
             how = f"joined {target}"
         else:
             # address="local": always a new local Ray, never a cluster someone else `ray start`-ed here;
