@@ -134,7 +134,12 @@ class LocalZoo(Zoo):
                 return
             before = len(found)
             if recursive and depth < _MAX_DEPTH:
-                walk(entry, depth + 1)
+                try:
+                    walk(entry, depth + 1)
+                except OSError as exc:  # an unreadable folder is a row of its own, the zoo goes on
+                    del found[before:]
+                    found.append((entry, {LOAD_ERROR: f"cannot list {entry}: {exc}"}))
+                    return
             if len(found) == before and (entry / HF_CONFIG).is_file():
                 found.append((entry, {}))  # config.json without weights: listed, and the row says so
 
