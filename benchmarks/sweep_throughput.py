@@ -97,7 +97,7 @@ def main() -> None:
 
     import ray
 
-    from ww_ray.engine.cluster import local_init_options
+    from ww_ray.engine.cluster import local_init_options, loopback_only
     from ww_ray.spectral.metrics import usable_cpus
 
     with tempfile.TemporaryDirectory(prefix="ww-ray-bench-") as tmp:
@@ -116,8 +116,9 @@ def main() -> None:
             rows.append(("weightwatcher 0.7.7 in-process", seconds, None, matrices))
         started = time.perf_counter()
         # The same local Ray that `ww-ray sweep` starts (warm load workers), started once for all runs.
-        ray.init(**local_init_options(usable_cpus(), max(args.workers), loads=max(args.workers) + 1),
-                 logging_level=logging.WARNING)
+        with loopback_only():
+            ray.init(**local_init_options(usable_cpus(), max(args.workers), loads=max(args.workers) + 1),
+                     logging_level=logging.WARNING)
         ray_init = time.perf_counter() - started
         try:
             for workers in args.workers:

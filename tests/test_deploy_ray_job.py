@@ -87,11 +87,14 @@ def ray_head(token: str):
     gcs, dashboard, agent, client = _free_ports(4)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(PATH=f"{RAY.parent}{os.pathsep}{env.get('PATH', '')}", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    # On 127.0.0.1 only (see ww_ray.engine.cluster.loopback_only: without this Ray 2.60 swaps loopback
+    # for the machine's routable address, for the head and for the job driver it starts).
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     env.pop("HF_HUB_OFFLINE", None)
     log = temp / "head.log"
     with open(log, "wb") as out:
         head = subprocess.Popen(
-            [str(RAY), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+            [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
              f"--ray-client-server-port={client}", f"--temp-dir={temp}", "--disable-usage-stats"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

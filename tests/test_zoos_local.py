@@ -77,9 +77,13 @@ def test_paths_cannot_escape_the_zoo_folder(tmp_path: Path) -> None:
     save_file({"fc.weight": torch.randn(4, 4)}, zoo / "ok.safetensors")
     config = parse_config({"zoos": [{"kind": "local", "path": str(zoo)}]})
     specs = enumerate_specs(config)
-    assert [s.model_id for s in specs] == ["ok"]          # the link out of the folder is not followed
+    assert [s.model_id for s in specs] == ["link", "ok"]
+    link, ok = specs                                     # the link out of the folder is listed, not followed
+    assert "outside the zoo folder" in link.extra["skip_reason"] and link.extra["files"] == []
+    with pytest.raises(ModelSkipped, match="links out of the zoo are not followed"):
+        load_layer_weights(link)
     from dataclasses import replace
-    forged = replace(specs[0], extra={**specs[0].extra, "relative_path": "../outside/secret.safetensors"})
+    forged = replace(ok, extra={**ok.extra, "relative_path": "../outside/secret.safetensors"})
     with pytest.raises(ZooError, match="relative path|leaves"):
         load_layer_weights(forged)
 

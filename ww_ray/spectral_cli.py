@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.randomize:
         overrides["randomize"] = True
     frame = ww_ray.analyze(args.source, preset=args.preset, **overrides)
+    if frame.empty:
+        print(f"ww-ray analyze: {args.source} holds no weight tensors (a checkpoint with an empty state dict, "
+              "or a safetensors file with an empty header): nothing to analyse", file=sys.stderr)
+        return 1
     printed = frame if args.all_rows else frame[frame["status"] != "skipped"]
     print(_format_table(printed))
     counts = frame["status"].value_counts().to_dict()

@@ -1,8 +1,9 @@
 """Connecting to Ray and sizing the worker pool from what the cluster offers.
 
 Without an address (and no ``RAY_ADDRESS`` in the environment) a local Ray is started — the
-embedded default, ``ray.init(num_cpus=<usable CPUs>, include_dashboard=False)`` — and shut down at
-the end. With an address (``auto``, ``ray://head:10001``, or the one ``ray job submit`` sets) the
+embedded default, ``ray.init(num_cpus=<usable CPUs>, include_dashboard=False,
+_node_ip_address="127.0.0.1")`` inside ``loopback_only()``, so that every process it starts listens and
+talks on 127.0.0.1 only; Ray's token authentication stays on — and shut down at the end. With an address (``auto``, ``ray://head:10001``, or the one ``ray job submit`` sets) the
 driver joins that cluster. A Ray session already open in the process (a notebook, a test) is reused
 and left open.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
@@ -36,15 +37,53 @@ from ww_ray.spectral.presets import AnalysisOptions
 
 log = logging.getLogger(__name__)
 
+#: The only address the embedded local Ray (and every test cluster) uses.
+LOOPBACK = "127.0.0.1"
+_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
 #: CPUs a load task reserves: none, so that spectral workers holding every CPU cannot starve it.
 LOAD_CPUS = 0.0
 
 
 def local_init_options(num_cpus: int, workers: int | None = None, loads: int = 4) -> dict[str, Any]:
-    """``ray.init`` arguments of the embedded local Ray: its CPUs, no dashboard, warm load workers."""
+    """``ray.init`` arguments of the embedded local Ray: its CPUs, no dashboard, warm load workers, on
+    127.0.0.1 (start it inside ``loopback_only()``, which makes Ray keep that address)."""
     processes = max(num_cpus, workers or 0) + max(1, loads) + 1
-    return {"num_cpus": num_cpus, "include_dashboard": False,
+    return {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": LOOPBACK,
             "_system_config": {"num_workers_soft_limit": processes}}
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for a Ray address on this machine's loopback (``127.0.0.1:6379``, ``ray://localhost:10001``)."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """Within this block, a Ray started or joined here stays on 127.0.0.1.
+
+    Ray 2.60 rewrites a loopback node address to the machine's routable address (``ray.init`` passes
+    ``_node_ip_address="127.0.0.1"`` and the bootstrap address through ``resolve_ip_for_localhost``),
+    after which the GCS, raylets, workers and agents listen on every interface. It keeps loopback only
+    when it believes multi-node clusters are off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read at
+    import), as on a laptop. So: set that variable for the processes Ray starts from here (they
+    inherit it) and the constant this process already read; both are restored on exit.
+    """
+    import ray._private.ray_constants as ray_constants
+
+    previous_env = os.environ.get(_CLUSTERS_ENV)
+    previous_flag = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    os.environ[_CLUSTERS_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous_flag
+        if previous_env is None:
+            os.environ.pop(_CLUSTERS_ENV, None)
+        else:
+            os.environ[_CLUSTERS_ENV] = previous_env
 
 
 @contextmanager
@@ -65,11 +104,16 @@ def ray_session(address: str | None = None, runtime_env: dict[str, Any] | None =
         kwargs["runtime_env"] = runtime_env
     try:
         if target:
-            ray.init(address=target, **kwargs)
+            # A cluster on 127.0.0.1 (the embedded Ray of another process, `ray start --node-ip-address
+            # 127.0.0.1`) is only reachable there: keep Ray from swapping in the routable address.
+            with loopback_only() if is_loopback_address(target) else nullcontext():
+                ray.init(address=target, **kwargs)
             how = f"joined {target}"
         else:
-            # address="local": always a new local Ray, never a cluster someone else `ray start`-ed here.
-            ray.init(address="local", **local_init_options(usable_cpus(), workers, loads), **kwargs)
+            # address="local": always a new local Ray, never a cluster someone else `ray start`-ed here;
+            # on 127.0.0.1 only, so nothing of it is reachable from the network.
+            with loopback_only():
+                ray.init(address="local", **local_init_options(usable_cpus(), workers, loads), **kwargs)
             how = "local"
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot start or join Ray ({'address ' + target if target else 'local'}): {exc}") from exc

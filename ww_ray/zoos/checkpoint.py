@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import logging
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ import torch
 
 from ww_ray.errors import CheckpointError
 from ww_ray.zoos.names import depth_order_key
+
+log = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin")
@@ -35,7 +38,11 @@ HF_PICKLE_INDEX = "pytorch_model.bin.index.json"
 HF_CONFIG = "config.json"
 
 # Keys under which training scripts nest the state dict, most specific first.
-_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "params")
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "module", "net", "network",
+                   "params", "weights", "state", "ema", "model_ema")
+# Keys of training state that hold tensors but are not the model's weights.
+_TRAINING_STATE = re.compile(r"optim|sched|scaler|grad|^opt$|lr_")
+_MAX_NESTING = 3
 # Prefixes left by wrappers (DataParallel / DistributedDataParallel, torch.compile).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -89,6 +96,11 @@ def checkpoint_files(path: str | Path, *, allow_pickle_in_folders: bool = False)
         return [path / HF_PICKLE]
     if (path / HF_PICKLE_INDEX).is_file():
         return _shards_from_index(path, path / HF_PICKLE_INDEX)
+    if (path / HF_CONFIG).is_file():
+        raise CheckpointError(
+            f"{path} has {HF_CONFIG} but no weights ({HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX} or {HF_PICKLE}); "
+            "download the weight files into it (`hf download ORG/NAME --include '*.safetensors'`)"
+        )
     raise CheckpointError(
         f"{path} is a folder without {HF_SAFETENSORS}, {HF_SAFETENSORS_INDEX} or {HF_PICKLE}; "
         "point at a checkpoint file or a Hugging Face model folder"
@@ -181,7 +193,11 @@ def _iter_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def load_pickle(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows it)."""
+    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows it).
+
+    A failure says what the file was found to be: empty, truncated, a zip or pickle that is corrupt,
+    not a pickle at all, or a pickle refused because it needs code outside torch's allow-list.
+    """
     kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": True}
     if _is_zip(path):
         kwargs["mmap"] = True
@@ -189,17 +205,34 @@ def load_pickle(path: Path) -> Any:
         return torch.load(str(path), **kwargs)
     except FileNotFoundError as exc:
         raise CheckpointError(f"no such checkpoint: {path}") from exc
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower() or "weights_only" in str(exc):
-            raise CheckpointError(
-                f"refused to load {path}: it is a pickle that needs code outside torch's weights_only "
-                "allow-list (a full Python object, or a payload that would run code). Nothing from it "
-                "was executed. Re-save it as a plain state dict or safetensors in a trusted environment. "
-                f"Detail: {_first_line(exc)}"
-            ) from exc
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {_first_line(exc)}") from exc
     except Exception as exc:  # a corrupt stream can fail anywhere inside the unpickler
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_line(exc)}") from exc
+        raise CheckpointError(_why_unloadable(path, exc)) from exc
+
+
+def _why_unloadable(path: Path, exc: BaseException) -> str:
+    """What ``torch.load`` met in ``path``, judged from the error and the file's first bytes."""
+    text = str(exc)
+    # torch's weights-only message starts with advice about weights_only; the cause is on its own line
+    detail = next((line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line), _first_line(exc))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        head = b""
+    if not head:
+        return f"{path} is empty (0 bytes), not a PyTorch checkpoint"
+    if "Unsupported global" in text:
+        return (f"refused to load {path}: it is a pickle that needs code outside torch's weights_only allow-list "
+                "(a full Python object, or a payload that would run code). Nothing from it was executed. "
+                f"Re-save it as a plain state dict or safetensors in a trusted environment. Detail: {detail}")
+    if isinstance(exc, EOFError) or "EOF" in text or "truncated" in text.lower():
+        return f"{path} is truncated: the data ends before the checkpoint does ({detail})"
+    if head[:4] == b"PK\x03\x04":
+        return f"{path} is a zip archive (the torch.save format) that is truncated or corrupt: {detail}"
+    if head[:1] != b"\x80":
+        return (f"{path} is not a PyTorch checkpoint: neither a zip archive (what torch.save writes) nor a "
+                f"pickle stream (it starts with bytes {head.hex(' ')}); expected .safetensors or a torch.save file")
+    return f"{path} starts like a pickle stream but is corrupt: {detail}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -216,17 +249,48 @@ def _is_zip(path: Path) -> bool:
 
 
 def find_state_dict(obj: Any, *, origin: str = "checkpoint") -> Mapping[str, Any]:
-    """The mapping of tensors inside a loaded checkpoint (top level or under a container key)."""
+    """The mapping of tensors inside a loaded checkpoint: the top level, or the one a training script
+    nested it under (``{"state_dict": ...}``, ``{"model": ...}``, ``{"step", "model_state",
+    "optimizer_state"}`` ...). Known container keys win, then the mapping with the most tensors;
+    optimizer, scheduler and scaler states are never taken. The key used is logged (INFO, logger
+    ``ww_ray.zoos.checkpoint``): ``checkpoint['model_state']: using the state dict nested there``.
+    """
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{origin} holds a {type(obj).__name__}, not a state dict")
     if _holds_tensors(obj, depth=0):
         return obj
-    for key in _CONTAINER_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, Mapping) and _holds_tensors(inner, depth=1):
-            return find_state_dict(inner, origin=f"{origin}[{key!r}]")
+    candidates = list(_nested_state_dicts(obj, ()))
+    if candidates:
+        keys, inner = min(candidates, key=lambda c: (_container_rank(c[0]), len(c[0]), -_tensor_count(c[1])))
+        where = origin + "".join(f"[{k!r}]" for k in keys)
+        others = [repr(k) for k in obj if k != keys[0]][:10]
+        log.info("%s: using the state dict nested there (%d tensors; other top-level keys: %s)",
+                 where, _tensor_count(inner), ", ".join(others) or "none")
+        return inner
     top = ", ".join(repr(k) for k in list(obj)[:10])
     raise CheckpointError(f"{origin} holds no weight tensors (top-level keys: {top or 'none'})")
+
+
+def _nested_state_dicts(mapping: Mapping[Any, Any], keys: tuple) -> Iterator[tuple[tuple, Mapping[str, Any]]]:
+    """``(key path, mapping)`` of every nested mapping that holds tensors, outside training-state keys."""
+    if len(keys) >= _MAX_NESTING:
+        return
+    for key, value in mapping.items():
+        if not isinstance(value, Mapping) or not isinstance(key, str) or _TRAINING_STATE.search(key.lower()):
+            continue
+        path = (*keys, key)
+        if _holds_tensors(value, depth=len(path)):
+            yield path, value
+        else:
+            yield from _nested_state_dicts(value, path)
+
+
+def _container_rank(keys: tuple) -> int:
+    return min((_CONTAINER_KEYS.index(k) for k in keys if k in _CONTAINER_KEYS), default=len(_CONTAINER_KEYS))
+
+
+def _tensor_count(mapping: Mapping[str, Any]) -> int:
+    return sum(isinstance(v, torch.Tensor) for v in mapping.values())
 
 
 def _holds_tensors(mapping: Mapping[str, Any], depth: int) -> bool:

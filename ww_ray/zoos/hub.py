@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.zoos.spec import LOAD_ERROR, SKIP_REASON
 from ww_ray.zoos.base import Zoo, check_safe_id
 from ww_ray.zoos.checkpoint import (
     HF_CONFIG,
@@ -39,7 +39,6 @@ from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.registry import register_zoo
 from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 
-LOAD_ERROR = "load_error"
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 _SHA = re.compile(r"[0-9a-f]{40}")
 _MAX_LISTED = 1000  # default `max_listed`: how many listings client-side filters look at
@@ -116,11 +115,7 @@ class HubZoo(Zoo):
         models = self.config.options.get("models")
         default_revision = self.config.options.get("revision")
         if models:
-            specs = []
-            for ref in models:
-                repo_id, revision = split_model_ref(ref)
-                specs.append(self.describe(repo_id, revision or default_revision))
-            return specs
+            return [self._describe_ref(str(ref), default_revision) for ref in models]
         if hub_offline():
             raise ZooUnavailableError(
                 "HF_HUB_OFFLINE is set, and listing Hub models with filters needs the network; "
@@ -153,6 +148,17 @@ class HubZoo(Zoo):
                 continue
             specs.append(self.describe(repo_id, default_revision, listed=info))
         return specs
+
+    def _describe_ref(self, ref: str, default_revision: str | None) -> ModelSpec:
+        """The spec of one ``models:`` entry; a bad entry is a failed spec of its own, never the zoo's failure."""
+        try:
+            repo_id, revision = split_model_ref(ref)
+        except UnsafeIdError as exc:
+            return self._failed_spec(ref, None, f"{exc} (in the hub zoo's `models:`)")
+        try:
+            return self.describe(repo_id, revision or default_revision)
+        except Exception as exc:  # one unresolvable repo must not take the others with it
+            return self._failed_spec(repo_id, revision, f"cannot describe {ref}: {_short(exc)}")
 
     def spec_for(self, model_id: str) -> ModelSpec:
         repo_id, revision = split_model_ref(model_id)

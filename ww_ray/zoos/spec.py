@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # ``extra`` key of the reason a zoo marks a model skipped (too large, no weights published ...).
 SKIP_REASON = "skip_reason"
+#: ``spec.extra`` key of a listing-time failure (a broken link, an unreachable repo): loading raises it.
+LOAD_ERROR = "load_error"
 
 # What a reported figure measures; all in percent. ``lower_is_better`` tells errors from scores.
 MEASURES: dict[str, tuple[str, bool]] = {
