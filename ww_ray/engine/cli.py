@@ -57,6 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``ww-ray sweep``; prints the summary table; returns the exit status."""
     from ww_ray.config import ConfigError, load_config
     from ww_ray.engine.cluster import ClusterError
+    from ww_ray.engine.progress import format_summary
     from ww_ray.engine.sweep import run_config
 
     try:
@@ -75,7 +76,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # before any model started (listing the zoos, starting Ray): nothing was written
         print("ww-ray sweep: interrupted before the run started; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(result.summary_table())
+    print(format_summary(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK
