@@ -21,9 +21,10 @@ from ww_ray.engine.plan import (
     planned_bytes,
     shard_count,
 )
-from ww_ray.engine.scheduler import ModelResult, deferred_interrupt
+from ww_ray.engine.progress import format_summary
+from ww_ray.engine.results import ModelResult, SweepResult
+from ww_ray.engine.scheduler import deferred_interrupt
 from ww_ray.engine.shards import split_by_cost
-from ww_ray.engine.sweep import SweepResult
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.spectral.presets import resolve_options
 from ww_ray.store.schema import MODELS_SCHEMA
@@ -67,9 +68,17 @@ def test_planned_size_prefers_file_size_then_estimates():
 
 def test_load_memory_grows_with_size_and_is_capped_to_the_largest_node():
     small = _spec("s", size_bytes=10 << 20)
-    assert load_memory(small) == int(3 * (10 << 20) + LOAD_MEMORY_BASE)
+    assert load_memory(small) == int(1.5 * (10 << 20) + LOAD_MEMORY_BASE)
     huge = _spec("h", size_bytes=50 << 30)
     assert load_memory(huge, node_memory=16e9) == int(0.8 * 16e9)
+
+
+def test_a_safetensors_load_task_asks_for_planning_memory_only_whatever_the_model_size():
+    llm = _spec("llm", size_bytes=140 << 30, extra={"files": ["model-00001-of-00002.safetensors",
+                                                              "model-00002-of-00002.safetensors"]})
+    assert load_memory(llm) == LOAD_MEMORY_BASE
+    pickled = _spec("pt", size_bytes=1 << 30, extra={"files": ["model.pt"]})
+    assert load_memory(pickled) > 1 << 30
 
 
 def test_shard_count_follows_size_up_to_the_worker_count():
@@ -177,7 +186,7 @@ def test_summary_table_names_counts_slowest_models_failures_and_the_data():
     result = SweepResult(run_id="run-1", root="/data/ww", status="completed", planned=3, already_done=4,
                          results=results, seconds=12.0,
                          pool={"workers": 2, "num_cpus": 1.0, "num_gpus": 0.0, "threads": 1, "device": "cpu"})
-    text = result.summary_table()
+    text = format_summary(result)
     assert "3 planned, 2 ok, 1 failed, 0 skipped; 4 already done" in text
     assert text.index("zoo/slow") < text.index("zoo/fast")
     assert "hf/org/x" in text and "kind: local" in text

@@ -48,11 +48,12 @@ def _batches(weights: Iterable[LayerWeight], options: AnalysisOptions) -> Iterat
         yield pending
 
 
-def analyze_weights(weights: Iterable[LayerWeight], options: AnalysisOptions, device: str = "auto") -> list[dict[str, Any]]:
-    """Rows for a stream of layer weights, computed in memory-bounded batches."""
+def analyze_weights(weights: Iterable[LayerWeight], options: AnalysisOptions, device: str = "auto",
+                    threads: int | None = None) -> list[dict[str, Any]]:
+    """Rows for a stream of layer weights, computed in memory-bounded batches (``threads``: CPU cores)."""
     rows: list[dict[str, Any]] = []
     for batch in _batches(weights, options):
-        rows.extend(compute_rows(batch, options, device=device))
+        rows.extend(compute_rows(batch, options, device=device, threads=threads))
     return rows
 
 

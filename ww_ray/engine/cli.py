@@ -64,6 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``ww-ray sweep``; prints the summary table; returns the exit status."""
     from ww_ray.config import load_config
+    from ww_ray.engine.progress import format_summary
     from ww_ray.engine.sweep import run_config
     from ww_ray.store.paths import check_run_id
 
@@ -85,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return report_error("sweep", exc)
     except KeyboardInterrupt:  # before any model started (listing the zoos, starting Ray): nothing was written
         return report_error("sweep", KeyboardInterrupt("interrupted before the run started; nothing was written"))
-    print(result.summary_table())
+    print(format_summary(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK

@@ -3,14 +3,18 @@
 Resume: a model is done when the dataset already holds an ``ok`` or ``skipped`` row for its key
 ``(source, model_id, revision)`` with the same analyzer version and preset (``failed`` models are
 tried again). Sizing: the planned size of a model is its weight files' size when the zoo knows it,
-else an estimate from its parameter count; the load task asks Ray for ``memory`` in proportion to
-it (tensors + their matrices + the shards being serialised), and large models are cut into
-several shards so that more than one worker can take them.
+else an estimate from its parameter count. A safetensors model's load task only reads headers and
+plans shards, so it asks Ray for a small fixed ``memory``; a pickled one holds the file and about
+one streamed shard, so it asks in proportion to the file. Worker memory follows the shard
+(``engine.shard_plan.MAX_SHARD_BYTES``), never the model.
 
     >>> from ww_ray.zoos.spec import ModelSpec
     >>> spec = ModelSpec(source="local", model_id="big", size_bytes=500 << 20)
     >>> shard_count(spec, workers=4), shard_count(spec, workers=1)
     (4, 1)
+    >>> lazy = ModelSpec(source="local", model_id="llm", size_bytes=14 << 30, extra={"files": ["model.safetensors"]})
+    >>> load_memory(lazy) == LOAD_MEMORY_BASE
+    True
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ log = logging.getLogger(__name__)
 UNKNOWN_SIZE_BYTES = 256 << 20
 #: A model is split into one shard per this many bytes of weights (at most one shard per worker).
 SHARD_BYTES = 64 << 20
-#: Load task memory: weights read + their float32 matrices + serialised shards, plus interpreter overhead.
-LOAD_MEMORY_FACTOR = 3.0
+#: Streaming load task memory (pickles): the file + the shards in flight, plus interpreter overhead.
+LOAD_MEMORY_FACTOR = 1.5
 LOAD_MEMORY_BASE = 256 << 20
 
 def model_key(spec: ModelSpec) -> ModelKey:
@@ -48,12 +52,20 @@ def planned_bytes(spec: ModelSpec) -> int:
     return UNKNOWN_SIZE_BYTES
 
 
+def reads_lazily(spec: ModelSpec) -> bool:
+    """True when the spec's weight files are all safetensors (its load task plans shards from headers)."""
+    files = spec.extra.get("files") or []
+    return bool(files) and all(str(f).endswith(".safetensors") for f in files)
+
+
 def load_memory(spec: ModelSpec, node_memory: float | None = None) -> int:
     """Bytes of Ray ``memory`` a model's load task asks for, capped to what the largest node offers.
 
-    The cap keeps a huge model schedulable (Ray would otherwise leave the task pending forever);
-    such a model then runs alone on its node.
+    The cap keeps a huge pickled model schedulable (Ray would otherwise leave the task pending
+    forever); such a model then runs alone on its node.
     """
+    if reads_lazily(spec):
+        return LOAD_MEMORY_BASE
     wanted = int(LOAD_MEMORY_FACTOR * planned_bytes(spec) + LOAD_MEMORY_BASE)
     if node_memory:
         wanted = min(wanted, int(0.8 * node_memory))

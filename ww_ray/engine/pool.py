@@ -37,7 +37,7 @@ class Job:
     model: Any              # the scheduler's key for the model
     attempt: int
     shard: int
-    ref: ray.ObjectRef
+    ref: Any                # the shard: a LazyShard (by value) or the ObjectRef of a streamed one
     cost: float
 
 

@@ -7,13 +7,11 @@ is with a query to start from.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from ww_ray.engine.scheduler import ModelResult
-    from ww_ray.engine.sweep import SweepResult
+from ww_ray.engine.results import ModelResult, SweepResult
 
 _ERROR_CHARS = 160
 
@@ -37,7 +35,7 @@ class Progress:
         self._postfix()
         self.bar.refresh()
 
-    def model_done(self, result: "ModelResult") -> None:
+    def model_done(self, result: ModelResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         self._postfix()
         self.bar.update(1)
@@ -57,7 +55,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> list[str]:
     return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
 
 
-def format_summary(result: "SweepResult", slowest: int = 5, failures: int = 10) -> str:
+def format_summary(result: SweepResult, slowest: int = 5, failures: int = 10) -> str:
     """The end-of-run summary table of a sweep."""
     counts = result.counts
     lines = [

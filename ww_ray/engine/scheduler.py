@@ -4,9 +4,11 @@ For each planned model, in order, while fewer than ``max_models_in_flight`` are 
 than ``max_loads`` are loading (loads copy whole models in memory: a few at a time keep the workers
 fed without taking their CPU and memory bandwidth):
 
-1. a load task (``engine.loader.load_model``) with a ``memory`` request from the model's planned
-   size returns a header and the model's shards (owned by the driver);
-2. each shard goes to the worker pool; each worker returns the shard's rows;
+1. a load task (``engine.loader.load_model``, a Ray streaming generator) sends a ``LoadHeader``:
+   for safetensors models it holds the shard plan (tensor names; the workers read the weights
+   themselves, the driver never does), for pickled ones the task then streams prepared shards,
+   which the driver takes only while the model has fewer than ``STREAMED_IN_FLIGHT`` shards out;
+2. each shard goes to the worker pool; each worker returns a ``ShardResult``;
 3. when every shard is back, the rows are put back in layer order, summarised, and committed to
    the dataset in one atomic commit (layers, then the single ``models`` row).
 
@@ -37,11 +39,11 @@ import ray
 from ray import exceptions as rex
 
 from ww_ray.engine.cluster import LOAD_CPUS
-from ww_ray.engine.loader import load_model
+from ww_ray.engine.loader import STREAM_BACKPRESSURE, load_model
 from ww_ray.engine.outcome import layer_rows, model_row, terminal_row
-from ww_ray.engine.plan import ModelKey, load_memory, model_key, shard_count
-from ww_ray.keys import model_key as model_key_of
+from ww_ray.engine.plan import ModelKey, load_memory, model_key
 from ww_ray.engine.pool import Job, Slot, WorkerPool
+from ww_ray.engine.results import LoadHeader, ModelResult, ShardResult
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import commit_model
 from ww_ray.store.root import StoreRoot
@@ -50,6 +52,8 @@ from ww_ray.zoos.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 _load_remote = ray.remote(load_model)
+#: Streamed shards of one model the driver takes from its load task before their rows are back.
+STREAMED_IN_FLIGHT = 3
 
 #: Failures of the machinery, not of the model: worth another attempt.
 SYSTEM_ERRORS = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
@@ -63,27 +67,6 @@ LOAD_START_ALLOWANCE_S = 120.0
 
 
 @dataclass
-class ModelResult:
-    """How one model ended in this run."""
-
-    source: str
-    model_id: str
-    revision: str
-    status: str
-    error: str | None
-    attempts: int
-    matrices: int = 0
-    seconds_load: float = 0.0
-    seconds_compute: float = 0.0
-    seconds_total: float = 0.0
-    committed: bool = True
-
-    @property
-    def key(self) -> ModelKey:
-        return model_key_of(self.source, self.model_id, self.revision)
-
-
-@dataclass
 class _ModelRun:
     spec: ModelSpec
     started: float
@@ -91,9 +74,9 @@ class _ModelRun:
     failures: int = 0            # system failures survived; the model's `attempts` is 1 + failures
     busy_s: float = 0.0          # load run time + shard time on live workers (what the timeout limits)
     load_submitted: float = 0.0
-    header_ref: ray.ObjectRef | None = None
-    shard_refs: list = field(default_factory=list)
-    header: dict | None = None
+    stream: Any = None           # the load task's ObjectRefGenerator while it has items to give
+    header: LoadHeader | None = None
+    shards: int = 0              # shards handed to the pool so far
     pending: set[int] = field(default_factory=set)
     rows: dict[int, list[dict]] = field(default_factory=dict)
     seconds_load: float = 0.0
@@ -106,6 +89,12 @@ class _ModelRun:
     @property
     def key(self) -> ModelKey:
         return model_key(self.spec)
+
+    def wants_stream_item(self) -> bool:
+        """True while its load task may have the header or a streamed shard for the driver to take."""
+        if self.stream is None:
+            return False
+        return self.header is None or len(self.pending) < STREAMED_IN_FLIGHT
 
 
 def short_error(exc: BaseException) -> str:
@@ -166,8 +155,7 @@ class Scheduler:
             while self.waiting and len(self.active) < self.max_in_flight and self._loading() < self.max_loads:
                 self._start(self.waiting.popleft())
             self.pool.dispatch()
-            loads = {run.header_ref: run for run in self.active.values()
-                     if run.header is None and run.header_ref is not None}
+            loads = {run.stream: run for run in self.active.values() if run.wants_stream_item()}
             calls = self.pool.pending()
             refs = list(loads) + list(calls)
             if refs:
@@ -177,7 +165,7 @@ class Scheduler:
                     ready += more
                 for ref in ready:
                     if ref in loads:
-                        self._on_loaded(loads[ref])
+                        self._on_stream_item(loads[ref], ref)
                     elif calls[ref].probe == ref:
                         self.pool.probed(calls[ref])
                     else:
@@ -205,7 +193,7 @@ class Scheduler:
     # ---- loading -----------------------------------------------------------------------------
 
     def _loading(self) -> int:
-        return sum(1 for run in self.active.values() if run.header is None)
+        return sum(1 for run in self.active.values() if run.stream is not None)
 
     def _start(self, spec: ModelSpec) -> None:
         run = _ModelRun(spec=spec, started=time.monotonic())
@@ -214,18 +202,29 @@ class Scheduler:
 
     def _submit_load(self, run: _ModelRun) -> None:
         run.load += 1
-        run.header, run.pending, run.rows = None, set(), {}
+        run.header, run.shards, run.pending, run.rows = None, 0, set(), {}
         run.load_submitted = time.monotonic()
-        shards = shard_count(run.spec, max(1, self.pool.alive))
-        refs = _load_remote.options(
-            num_returns=1 + shards, num_cpus=LOAD_CPUS, memory=load_memory(run.spec, self.node_memory),
+        run.stream = _load_remote.options(
+            num_returns="streaming", _generator_backpressure_num_objects=STREAM_BACKPRESSURE,
+            num_cpus=LOAD_CPUS, memory=load_memory(run.spec, self.node_memory),
             max_retries=0, retry_exceptions=False, scheduling_strategy="SPREAD",
-        ).remote(run.spec, self.options, shards)
-        run.header_ref, run.shard_refs = refs[0], list(refs[1:])
+        ).remote(run.spec, self.options, max(1, self.pool.alive))
 
-    def _on_loaded(self, run: _ModelRun) -> None:
+    def _on_stream_item(self, run: _ModelRun, stream: Any) -> None:
         try:
-            header = ray.get(run.header_ref)
+            ref = next(stream)
+        except StopIteration:
+            run.stream = None
+            if run.header is None:
+                self._fail(run, "the load task ended without a header")
+            elif not run.pending:
+                self._complete(run)
+            return
+        if run.header is not None:  # a streamed shard: straight to the pool, never fetched here
+            self._submit_shard(run, ref, cost=0.0)
+            return
+        try:
+            header = ray.get(ref)
         except UNSCHEDULABLE_ERRORS as exc:
             self._fail(run, f"the load task cannot be scheduled: {short_error(exc)}")
             return
@@ -236,24 +235,24 @@ class Scheduler:
             self._fail(run, f"load task error: {short_error(exc)}")
             return
         run.header = header
-        run.seconds_load += float(header.get("seconds_load") or 0.0)
-        run.busy_s += float(header.get("seconds_load") or 0.0)
-        if header["status"] != "ok":
-            run.shard_refs = []
-            self._commit(run, [], terminal_row(run.spec, header["status"], header.get("error"), self.run_id,
+        run.seconds_load += header.seconds_load
+        run.busy_s += header.seconds_load
+        if header.status != "ok":
+            run.stream = None
+            self._commit(run, [], terminal_row(run.spec, header.status, header.error, self.run_id,
                                                self.options, timings=self._timings(run), attempts=run.attempts))
             return
-        positions = header["shard_positions"]
-        if not positions:
-            run.shard_refs = []
-            self._complete(run)
-            return
-        costs = header.get("shard_costs") or [0.0] * len(positions)
-        for shard in range(len(positions)):
-            self.pool.submit(Job(model=run.key, attempt=run.load, shard=shard,
-                                 ref=run.shard_refs[shard], cost=costs[shard]))
-        run.shard_refs = run.shard_refs[: len(positions)]
-        run.pending = set(range(len(positions)))
+        for shard in header.lazy_shards:
+            self._submit_shard(run, shard, cost=shard.cost)
+        if not header.streamed:
+            run.stream = None
+            if not run.pending:
+                self._complete(run)
+
+    def _submit_shard(self, run: _ModelRun, payload: Any, cost: float) -> None:
+        self.pool.submit(Job(model=run.key, attempt=run.load, shard=run.shards, ref=payload, cost=cost))
+        run.pending.add(run.shards)
+        run.shards += 1
 
     # ---- computing ---------------------------------------------------------------------------
 
@@ -268,11 +267,12 @@ class Scheduler:
         if run is None or run.load != job.attempt:
             return  # a shard of a model that already ended, or of an earlier attempt
         if problem is None:
-            run.rows[job.shard] = value["rows"]
-            run.seconds_compute += float(value.get("seconds") or 0.0)
+            result: ShardResult = value
+            run.rows[job.shard] = result.rows
+            run.seconds_compute += result.seconds
             run.pending.discard(job.shard)
-            self.on_matrices(len(value["rows"]))
-            if not run.pending:
+            self.on_matrices(len(result.rows))
+            if not run.pending and run.stream is None:
                 self._complete(run)
         elif isinstance(problem, rex.ObjectLostError):
             self._system_failure(run, problem, f"fetching shard {job.shard}")
@@ -306,11 +306,8 @@ class Scheduler:
                 "total": time.monotonic() - run.started}
 
     def _complete(self, run: _ModelRun) -> None:
-        header = run.header or {}
-        rows: list[dict[str, Any]] = [{} for _ in range(int(header.get("num_rows") or 0))]
-        for shard, positions in enumerate(header.get("shard_positions") or []):
-            for position, row in zip(positions, run.rows.get(shard, [])):
-                rows[position] = row
+        rows = [row for shard in sorted(run.rows) for row in run.rows[shard]]
+        rows.sort(key=lambda row: (row["layer_index"], -1 if row.get("slice_id") is None else row["slice_id"]))
         try:
             model = model_row(run.spec, rows, self.run_id, self.options, timings=self._timings(run),
                               attempts=run.attempts)
@@ -324,29 +321,29 @@ class Scheduler:
                                            timings=self._timings(run), attempts=run.attempts))
 
     def _commit(self, run: _ModelRun, layers: list[dict[str, Any]], model: dict[str, Any]) -> None:
+        """Write the model in one commit (a failure row when that fails) and record its ``ModelResult``."""
         self.active.pop(run.key, None)
         self.pool.drop_model(run.key)
-        run.shard_refs, run.rows = [], {}
-        committed = True
+        run.stream, run.rows = None, {}
+        status, error, committed = model["status"], model.get("error"), True
         with deferred_interrupt():
             try:
                 commit_model(self.root, layers, model)
             except Exception as exc:
                 log.error("cannot commit %s/%s: %s", run.spec.source, run.spec.model_id, short_error(exc))
-                model = terminal_row(run.spec, "failed", f"results could not be written: {short_error(exc)}",
-                                     self.run_id, self.options, timings=self._timings(run), attempts=run.attempts)
-                layers = []
+                status, error, layers = "failed", f"results could not be written: {short_error(exc)}", []
                 try:
-                    commit_model(self.root, [], model)
+                    commit_model(self.root, [], terminal_row(run.spec, status, error, self.run_id, self.options,
+                                                             timings=self._timings(run), attempts=run.attempts))
                 except Exception as again:
                     log.error("cannot commit the failure of %s/%s either: %s", run.spec.source,
                               run.spec.model_id, short_error(again))
                     committed = False
             result = ModelResult(
-                source=run.key[0], model_id=run.key[1], revision=run.key[2], status=model["status"],
-                error=model.get("error"), attempts=int(model.get("attempts") or run.attempts),
-                matrices=len(layers), seconds_load=run.seconds_load, seconds_compute=run.seconds_compute,
-                seconds_total=float(model.get("seconds_total") or 0.0), committed=committed,
+                source=run.key[0], model_id=run.key[1], revision=run.key[2], status=status, error=error,
+                attempts=run.attempts, matrices=len(layers), seconds_load=run.seconds_load,
+                seconds_compute=run.seconds_compute, seconds_total=time.monotonic() - run.started,
+                committed=committed,
             )
             self.results.append(result)
             self.on_model(result)
@@ -374,11 +371,10 @@ class Scheduler:
         for run in [r for r in self.active.values() if self._timed_out(r, now)]:
             if run.header is None:
                 stage = "loading"
-                if run.header_ref is not None:
-                    _cancel(run.header_ref)
+                if run.stream is not None:
+                    _cancel(run.stream)
             else:
-                done = len(run.header["shard_positions"]) - len(run.pending)
-                stage = f"computing ({done} of {len(run.header['shard_positions'])} shards done)"
+                stage = f"computing ({run.shards - len(run.pending)} of {run.shards} shards done)"
             for slot in self.pool.drop_model(run.key):
                 self.pool.stop(slot)
             self._fail(run, f"timed out after {self.model_timeout_s:g} s (ray.model_timeout_s) while {stage}")
@@ -398,7 +394,7 @@ class Scheduler:
                 self._fail(_ModelRun(spec=spec, started=now), message)
 
 
-def _cancel(ref: ray.ObjectRef) -> None:
+def _cancel(ref: Any) -> None:
     """Best-effort cancel of a load task past its deadline; one that already finished is left alone.
 
     Only used for timeouts: ``ray.cancel`` racing the task's completion can abort the driver

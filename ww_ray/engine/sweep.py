@@ -20,16 +20,16 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from ww_ray.config import RayConfig, SweepConfig
 from ww_ray.engine.cluster import ray_session
 from ww_ray.engine.manifest import build_manifest
-from ww_ray.engine.plan import ModelKey, model_key, plan_models, shard_count
-from ww_ray.engine.progress import Progress, format_summary
-from ww_ray.engine.scheduler import ModelResult, deferred_interrupt
+from ww_ray.engine.plan import model_key, plan_models, shard_count
+from ww_ray.engine.progress import Progress
+from ww_ray.engine.results import SweepResult
+from ww_ray.engine.scheduler import deferred_interrupt
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.store import done_keys, new_run_id, resolve_root, write_manifest
@@ -45,38 +45,6 @@ STARTUP_TIMEOUT_S = 120.0
 def loads_at_once(workers: int) -> int:
     """Models loading at the same time: one per two spectral workers (at least one)."""
     return max(1, (workers + 1) // 2)
-
-
-@dataclass
-class SweepResult:
-    """What a sweep did: per-model results, counts, where the data and the manifest are."""
-
-    run_id: str
-    root: str
-    status: str                                   # completed | interrupted | crashed
-    planned: int
-    already_done: int
-    results: list[ModelResult] = field(default_factory=list)
-    unfinished: list[ModelKey] = field(default_factory=list)
-    seconds: float = 0.0
-    seconds_startup: float = 0.0                  # starting or joining Ray and the workers, before any model
-    manifest_path: str | None = None
-    pool: dict[str, Any] | None = None
-    cluster: dict[str, Any] | None = None
-    zoo_errors: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None                      # why a crashed run stopped
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = Counter(r.status for r in self.results)
-        return {status: counts.get(status, 0) for status in ("ok", "failed", "skipped")}
-
-    @property
-    def interrupted(self) -> bool:
-        return self.status == "interrupted"
-
-    def summary_table(self) -> str:
-        return format_summary(self)
 
 
 def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cfg: RayConfig | None = None, *,
@@ -108,43 +76,50 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
     started = time.monotonic()
     done = done_keys(root, ANALYZER_VERSION, preset=options.label) if resume else set()
     plan = plan_models(list(specs), done)
-    result = SweepResult(run_id=run_id, root=str(root), status="completed", planned=len(plan.todo),
-                         already_done=len(plan.already_done), zoo_errors=list(zoo_errors or []))
+    facts: dict[str, Any] = {"status": "completed", "results": [], "unfinished": [], "error": None,
+                             "pool": None, "cluster": None, "seconds_startup": 0.0}
     crash: Exception | None = None
     if plan.todo:
         try:
-            _run(plan.todo, options, root, run_id, ray_cfg, address, progress, restart_grace_s, result)
+            _run(plan.todo, options, root, run_id, ray_cfg, address, progress, restart_grace_s, facts)
         except KeyboardInterrupt:
-            result.status = "interrupted"
+            facts["status"] = "interrupted"
         except Exception as exc:  # cannot start Ray, or a bug: recorded in the manifest, then raised
-            result.status, result.error, crash = "crashed", f"{type(exc).__name__}: {exc}", exc
-        if result.status != "completed":
-            finished = {r.key for r in result.results}
-            result.unfinished = [model_key(spec) for spec in plan.todo if model_key(spec) not in finished]
-    result.seconds = time.monotonic() - started
+            facts["status"], facts["error"], crash = "crashed", f"{type(exc).__name__}: {exc}", exc
+        if facts["status"] != "completed":
+            finished = {r.key for r in facts["results"]}
+            facts["unfinished"] = [model_key(spec) for spec in plan.todo if model_key(spec) not in finished]
+    result = SweepResult(
+        run_id=run_id, root=str(root), status=facts["status"], planned=len(plan.todo),
+        already_done=len(plan.already_done), results=list(facts["results"]), unfinished=list(facts["unfinished"]),
+        seconds=time.monotonic() - started, seconds_startup=facts["seconds_startup"], pool=facts["pool"],
+        cluster=facts["cluster"], zoo_errors=list(zoo_errors or []), error=facts["error"],
+    )
     manifest = build_manifest(
         run_id=run_id, status=result.status, started_at=started_at, seconds=result.seconds, root=str(root),
         config=config, options=options,
         counts={"planned": result.planned, "already_done": result.already_done, **result.counts,
                 "unfinished": len(result.unfinished), "duplicates_dropped": len(plan.duplicates),
                 "matrices": sum(r.matrices for r in result.results)},
-        results=result.results, unfinished=result.unfinished, cluster=result.cluster, pool=result.pool,
-        zoo_errors=result.zoo_errors, seconds_startup=result.seconds_startup, error=result.error,
+        results=list(result.results), unfinished=list(result.unfinished), cluster=result.cluster, pool=result.pool,
+        zoo_errors=list(result.zoo_errors), seconds_startup=result.seconds_startup, error=result.error,
     )
+    manifest_path = None
     try:
         with deferred_interrupt():
-            result.manifest_path = write_manifest(root, run_id, manifest)
+            manifest_path = write_manifest(root, run_id, manifest)
     except KeyboardInterrupt:  # Ctrl-C while the manifest was written: it is written, the run is over anyway
         log.warning("interrupted while writing the run manifest; it was written in full")
+    result = replace(result, manifest_path=manifest_path)
     if crash is not None:
         raise crash
     return result
 
 
 def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray_cfg: RayConfig,
-         address: str | None, progress: bool, restart_grace_s: float, result: SweepResult,
+         address: str | None, progress: bool, restart_grace_s: float, facts: dict[str, Any],
          startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-    """Start or join Ray, run the scheduler; fills ``result`` (also when interrupted)."""
+    """Start or join Ray, run the scheduler; fills ``facts`` (also when interrupted)."""
     from ww_ray.engine.cluster import cluster_resources, plan_pool
     from ww_ray.engine.pool import WorkerPool
     from ww_ray.engine.scheduler import Scheduler
@@ -155,8 +130,8 @@ def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray
         resources = cluster_resources()
         useful = sum(shard_count(spec, 1 << 20) for spec in todo)
         pool_spec = plan_pool(ray_cfg, options, resources, max_useful=useful)
-        result.pool = pool_spec.as_dict()
-        result.cluster = {"how": how, **resources}
+        facts["pool"] = pool_spec.as_dict()
+        facts["cluster"] = {"how": how, **resources}
         pool = WorkerPool(pool_spec, options, restart_grace_s=restart_grace_s)
         bar = Progress(len(todo), enabled=progress)
         scheduler = Scheduler(todo, options, root, run_id, pool, max_in_flight=ray_cfg.max_models_in_flight,
@@ -168,13 +143,13 @@ def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray
             if not pool.warm_up(loaders=min(ray_cfg.max_models_in_flight, len(todo)), timeout_s=startup_timeout_s):
                 log.warning("workers still starting after %g s; going on (their models wait for them)",
                             startup_timeout_s)
-            result.seconds_startup = time.monotonic() - started
+            facts["seconds_startup"] = time.monotonic() - started
             scheduler.run()
         except KeyboardInterrupt:
             scheduler.abort()
             raise
         finally:
-            result.results = list(scheduler.results)
+            facts["results"] = list(scheduler.results)
             bar.close()
             pool.shutdown()
 

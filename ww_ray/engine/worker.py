@@ -1,7 +1,9 @@
 """``SpectralWorker``: the actor that turns a shard of matrices into per-matrix rows.
 
-It only calls ``ww_ray.spectral.metrics.compute_rows`` on the device it was given; the math lives
-there. Each actor pins its BLAS/torch thread count to the CPUs it was granted, so several workers
+A shard is either a ``LazyShard`` (tensor names of a safetensors model: the worker reads just those
+tensors, one at a time, and computes them in memory-bounded batches through
+``ww_ray.api.analyze_weights``) or a list of prepared ``SpectralInput`` streamed by a load task
+(``ww_ray.spectral.metrics.compute_rows``). The math lives in ``ww_ray.spectral``. Each actor pins its BLAS/torch thread count to the CPUs it was granted, so several workers
 on one machine do not oversubscribe its cores.
 """
 from __future__ import annotations
@@ -10,6 +12,8 @@ import socket
 import time
 from typing import Any
 
+from ww_ray.engine.results import ShardResult
+from ww_ray.engine.shard_plan import LazyShard
 from ww_ray.spectral.matrices import SpectralInput
 from ww_ray.spectral.presets import AnalysisOptions
 
@@ -32,13 +36,20 @@ class SpectralWorker:
 
             torch.set_num_threads(self.threads)
 
-    def compute(self, inputs: list[SpectralInput], options: AnalysisOptions) -> dict[str, Any]:
-        """Rows for ``inputs`` (in order) and how long they took."""
-        from ww_ray.spectral.metrics import compute_rows
-
+    def compute(self, shard: LazyShard | list[SpectralInput], options: AnalysisOptions) -> ShardResult:
+        """Rows for the shard (in layer order) and how long they took."""
         started = time.perf_counter()
-        rows = compute_rows(inputs, options, device=self.device, threads=self.threads)
-        return {"rows": rows, "seconds": time.perf_counter() - started, "node": socket.gethostname()}
+        if isinstance(shard, LazyShard):
+            from ww_ray.api import analyze_weights
+            from ww_ray.engine.shard_plan import read_layer_weights
+
+            weights = read_layer_weights(shard, skip_embeddings=options.skip_embeddings)
+            rows = analyze_weights(weights, options, device=self.device, threads=self.threads)
+        else:
+            from ww_ray.spectral.metrics import compute_rows
+
+            rows = compute_rows(shard, options, device=self.device, threads=self.threads)
+        return ShardResult(rows=rows, seconds=time.perf_counter() - started)
 
     def info(self) -> dict[str, Any]:
         """Where the worker runs and with what (for the run manifest)."""

@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import ClassVar
 
 from ww_ray.weights import LayerWeight
@@ -61,6 +62,12 @@ class Zoo(ABC):
         Raise ``ZooUnavailableError`` when the weights cannot be fetched, ``ModelSkipped`` for
         deliberate skips, ``CheckpointError`` for unreadable or unsafe files.
         """
+
+    def checkpoint_path(self, spec: ModelSpec) -> "Path | None":
+        """The local checkpoint (file or Hugging Face folder) behind a spec, fetched when needed, checked
+        like ``load`` checks it; None for zoos that build modules. The engine plans lazy shards from it.
+        """
+        return None
 
     def describe_layers(self, spec: ModelSpec) -> list[LayerWeight] | None:
         """The spec's layers with shape-only (``meta``) tensors, read without fetching the weights.

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from ww_ray.errors import CheckpointError
-from ww_ray.zoos.names import depth_order_key
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +173,18 @@ def safetensors_keys(path: Path) -> list[str]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
-def _iter_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+def _iter_safetensors(path: Path, config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     from safetensors import safe_open
+
+    from ww_ray.zoos.forward_order import forward_order
 
     try:
         handle_cm = safe_open(str(path), framework="pt")
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
     with handle_cm as handle:
-        # The header lists names alphabetically ("h.10" before "h.2"): use an approximate depth order.
-        for key in sorted(handle.keys(), key=depth_order_key):
+        # The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn): forward order.
+        for key in forward_order(handle.keys(), config):
             try:
                 tensor = handle.get_tensor(key)
             except Exception as exc:
@@ -334,8 +335,9 @@ def _iter_pickle(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` for every tensor of a checkpoint file or Hugging Face folder.
 
-    Safetensors are read lazily, one tensor at a time, in numeric-aware name order (their headers
-    store names alphabetically). Pickles keep the saved order, which is the module's order when the
+    Safetensors are read lazily, one tensor at a time, in forward order (``zoos.forward_order``:
+    the module order of the folder's ``config.json`` architecture, else a numeric-aware block order;
+    their headers store names alphabetically). Pickles keep the saved order, which is the module's order when the
     file came from ``model.state_dict()``; ``module.`` prefixes are stripped and nested
     ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers unwrapped.
 
@@ -343,19 +345,22 @@ def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) 
         CheckpointError: missing path, unknown or unsupported format, unsafe pickle, no tensors.
     """
     files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
+    config = read_hf_config(Path(path)) if Path(path).is_dir() else {}
     if len(files) > 1 and all(_format_of(f) == "safetensors" for f in files):
-        yield from _iter_safetensors_shards(files)
+        yield from _iter_safetensors_shards(files, config)
         return
     for file in files:
         if _format_of(file) == "safetensors":
-            yield from _iter_safetensors(file)
+            yield from _iter_safetensors(file, config)
         else:
             yield from _iter_pickle(file)
 
 
-def _iter_safetensors_shards(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Read sharded safetensors in one numeric-aware order across shards, one tensor at a time."""
+def _iter_safetensors_shards(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Read sharded safetensors in one forward order across shards, one tensor at a time."""
     from safetensors import safe_open
+
+    from ww_ray.zoos.forward_order import forward_order
 
     owner: dict[str, Path] = {}
     for file in files:
@@ -364,7 +369,7 @@ def _iter_safetensors_shards(files: list[Path]) -> Iterator[tuple[str, torch.Ten
     current: Path | None = None
     handle = None
     try:
-        for key in sorted(owner, key=depth_order_key):
+        for key in forward_order(owner, config):
             file = owner[key]
             if file != current:
                 if handle is not None:
@@ -398,7 +403,11 @@ def tensor_shapes(path: str | Path, *, allow_pickle_in_folders: bool = False) ->
             for key, tensor in _iter_pickle(file):
                 out.append((key, tuple(tensor.shape), str(tensor.dtype).replace("torch.", "")))
     if any(_format_of(f) == "safetensors" for f in files):
-        out.sort(key=lambda item: depth_order_key(item[0]))
+        from ww_ray.zoos.forward_order import forward_order
+
+        rank = {name: i for i, name in enumerate(forward_order(
+            [name for name, _, _ in out], read_hf_config(Path(path)) if Path(path).is_dir() else None))}
+        out.sort(key=lambda item: rank[item[0]])
     return out
 
 

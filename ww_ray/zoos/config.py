@@ -41,7 +41,7 @@ class ZooConfig:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, picklable form (``zoo_config_from_dict`` reverses it without re-resolving paths)."""
+        """Plain, picklable form (the rescan watermark fingerprints it)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("include", "exclude", "datasets", "architectures"):
             out[name] = list(out[name])

@@ -286,6 +286,17 @@ class HubZoo(Zoo):
         items = iter_state_dict(folder, allow_pickle_in_folders=self.allow_pickle)
         return layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
 
+    def checkpoint_path(self, spec: ModelSpec) -> Path:
+        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files."""
+        self.check_not_skipped(spec)
+        if spec.extra.get(LOAD_ERROR):
+            raise ZooUnavailableError(str(spec.extra[LOAD_ERROR]))
+        repo_id, _ = split_model_ref(spec.model_id)
+        revision = spec.revision or self.config.options.get("revision")
+        if revision:
+            split_model_ref(f"{repo_id}@{revision}")
+        return self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
+
     def download(self, repo_id: str, revision: str | None, patterns: list[str]) -> Path:
         """The local snapshot folder holding the weight files (downloaded when needed and allowed)."""
         from huggingface_hub import snapshot_download

@@ -291,6 +291,17 @@ class LocalZoo(Zoo):
             )
         return layers
 
+    def checkpoint_path(self, spec: ModelSpec) -> Path:
+        self.check_not_skipped(spec)
+        path = self._checked_path(spec)
+        if spec.revision:
+            allow_pickle = bool(self.config.options.get("allow_pickle", False))
+            digest = checkpoint_digest(checkpoint_files(path, allow_pickle_in_folders=allow_pickle))
+            if digest != spec.revision:
+                raise ZooError(f"{path} changed since it was listed (sha256 {digest[:12]}…, listed as "
+                               f"{spec.revision[:12]}…); list the zoo again")
+        return path
+
     def _checked_path(self, spec: ModelSpec) -> Path:
         relative = str(spec.extra.get("relative_path", ""))
         if not relative or os.path.isabs(relative) or ".." in Path(relative).parts:

@@ -2,7 +2,8 @@
 
 Checkpoints that do not come from an instantiated module (safetensors headers list names
 alphabetically) need an order that approximates depth: embeddings first, blocks in numeric order
-(``h.2`` before ``h.10``), output heads last.
+(``h.2`` before ``h.10``), the parts of a block in forward order (attention before the MLP, q, k, v, o),
+output heads last. A Hugging Face folder's true module order comes from ``zoos.forward_order``.
 """
 from __future__ import annotations
 
@@ -53,6 +54,40 @@ def natural_key(name: str) -> tuple:
     )
 
 
+# Forward order of the sub-modules of common transformer blocks, for files with no module to ask
+# (safetensors headers are alphabetical: ``mlp`` before ``self_attn``, ``k_proj`` before ``q_proj``).
+# Llama/Mistral/Qwen: self_attn (q, k, v, o) then mlp (gate, up, down); BERT: attention (self:
+# query, key, value; output) then intermediate then output; GPT-2: attn then mlp; T5: q, k, v, o.
+# Unknown components rank after the known ones, alphabetically among themselves.
+BLOCK_COMPONENT_ORDER: dict[str, int] = {
+    "input_layernorm": 0, "ln_1": 0, "self_attn": 1, "attention": 1, "attn": 1, "self": 1,
+    "selfattention": 1, "q_proj": 2, "query": 2, "q": 2, "k_proj": 3, "key": 3, "k": 3,
+    "v_proj": 4, "value": 4, "v": 4, "o_proj": 5, "out_proj": 5, "dense": 5, "o": 5,
+    "post_attention_layernorm": 6, "ln_2": 6, "crossattention": 7, "encdecattention": 7,
+    "mlp": 8, "intermediate": 8, "feed_forward": 8, "densereludense": 8, "gate_proj": 9, "w1": 9,
+    "up_proj": 10, "w3": 10, "wi": 10, "down_proj": 11, "w2": 11, "wo": 11, "output": 12,
+}
+_UNKNOWN_COMPONENT = 100
+
+
+def block_order_key(name: str) -> tuple:
+    """Sort key for names inside one model: numbers numerically, known block parts in forward order.
+
+        >>> names = ["layers.10.mlp.up_proj.weight", "layers.2.mlp.down_proj.weight",
+        ...          "layers.2.self_attn.q_proj.weight", "layers.2.mlp.gate_proj.weight"]
+        >>> sorted(names, key=block_order_key)[:3]
+        ['layers.2.self_attn.q_proj.weight', 'layers.2.mlp.gate_proj.weight', 'layers.2.mlp.down_proj.weight']
+    """
+    out = []
+    for component in name.split("."):
+        if component.isdigit():
+            out.append((0, int(component), ()))
+        else:
+            rank = BLOCK_COMPONENT_ORDER.get(component.lower(), _UNKNOWN_COMPONENT)
+            out.append((1, rank, natural_key(component)))
+    return tuple(out)
+
+
 _TOKEN_TABLES = frozenset({"wte", "word_embeddings", "embed_tokens", "tokens_embed", "token_embedding",
                            "word_embedding", "shared"})
 
@@ -61,7 +96,8 @@ def depth_order_key(name: str) -> tuple:
     """Approximate depth order for key lists with no module order.
 
     Token embedding tables first, then other embeddings, the body with block numbers compared
-    numerically, and output heads last.
+    numerically and the parts of a block in their forward order (``block_order_key``), and
+    output heads last.
     """
     parts = name.split(".")
     modules = parts[:-1]
@@ -73,7 +109,7 @@ def depth_order_key(name: str) -> tuple:
         rank = 1
     else:
         rank = 2
-    return (rank, natural_key(name))
+    return (rank, block_order_key(name))
 
 
 # Buffers saved in state dicts that are not parameters (statistics, masks, index tables).
