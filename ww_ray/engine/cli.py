@@ -13,7 +13,6 @@ are ``ww_ray.errors``'s, shared by every command. A bad ``--run-id`` is refused 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ww_ray.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, ConfigError, WwRayError, report_error

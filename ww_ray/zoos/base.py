@@ -19,7 +19,7 @@ from ww_ray.weights import LayerWeight
 from ww_ray.errors import ModelSkipped, UnsafeIdError, ZooError
 from ww_ray.zoos.config import ZooConfig
 from ww_ray.zoos.metadata import ModelMetadata, read_metadata, spec_updates
-from ww_ray.zoos.spec import ModelSpec, normalize_dataset
+from ww_ray.zoos.spec import SKIP_REASON, ModelSpec, normalize_dataset
 
 
 class Zoo(ABC):

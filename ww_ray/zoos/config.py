@@ -41,14 +41,6 @@ class ZooConfig:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, picklable form (the rescan watermark fingerprints it)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("include", "exclude", "datasets", "architectures"):
-            out[name] = list(out[name])
-        out["options"] = dict(self.options)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (what a rescan watermark fingerprints)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("include", "exclude", "datasets", "architectures"):
