@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from ww_ray.config import ConfigError, load_config
-from ww_ray.zoos.checkpoint import CheckpointError
 from ww_ray.zoos.errors import ModelSkipped, ZooError
 from ww_ray.zoos.spec import ModelSpec
 
@@ -52,6 +51,7 @@ def spec_record(spec: ModelSpec) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ww_ray.zoos.checkpoint import CheckpointError  # imports torch: only when the command runs
     from ww_ray.zoos.registry import enumerate_specs
 
     try:
@@ -98,6 +98,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ww_ray.zoos.registry import describe_layers, load_layer_weights, spec_from_uri
+    from ww_ray.zoos.checkpoint import CheckpointError  # imports torch: only when the command runs
     from ww_ray.zoos.source import is_zoo_uri, open_source
 
     options = {"allow_pickle": True} if args.allow_pickle else {}
