@@ -11,7 +11,8 @@ What a reader sees (DESIGN.md §3):
   target)``.
 * ``runs``: one row per manifest, nested values as JSON text.
 
-Temporary files (hidden ``.*.tmp`` names) are never read. Files of older schema versions read with
+Temporary files (hidden ``.*.tmp`` names) are never read, nor files a compaction replaced or
+compaction outputs not yet committed (``snapshot.py``). Files of older schema versions read with
 the current schema; columns they lack are null.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow.fs as pafs
 
 from ww_ray.store.root import TABLE_NAMES, RootLike, StoreRoot, resolve_root
 from ww_ray.store.schema import TABLE_SCHEMAS
+from ww_ray.store.snapshot import visible_files
 
 MODEL_KEY = ["source", "model_id", "revision"]
 REGRESSION_KEY = ["source", "dataset", "architecture", "metric", "target"]
@@ -56,7 +58,7 @@ def open_pyarrow(root: RootLike, table: str) -> pads.Dataset:
     schema = TABLE_SCHEMAS.get(table)
     if schema is None:
         raise ValueError(f"unknown table {table!r}; the tables are {', '.join(TABLE_NAMES)}")
-    files = list_files(root, table, ".parquet")
+    files = visible_files(root, table)  # committed files, minus what compactions replaced
     partitioning = None if table == "regressions" else _PARTITIONING
     return pads.dataset(files, schema=schema, format="parquet", filesystem=root.filesystem,
                         partitioning=partitioning, partition_base_dir=root.table_dir(table))
