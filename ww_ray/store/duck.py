@@ -57,7 +57,7 @@ def open_dataset(root: RootLike, connection: duckdb.DuckDBPyConnection | None = 
     """
     root = resolve_root(root)
     con = connection or duckdb.connect()
-    for table in ("models", "layers", "regressions"):
+    for table in ("models", "layers", "regressions"):  # models before layers: see reader.read_table
         _register_raw(con, root, table)
     for table in ("models", "layers", "regressions"):
         con.execute(_LATEST_SQL[table])

@@ -113,8 +113,10 @@ def read_table(root: RootLike, name: str, latest: bool = True) -> pd.DataFrame:
         models = _read_all(root, "models")
         return latest_models(models) if latest else models
     if name == "layers":
-        layers = _read_all(root, "layers")
+        # models first: a models row is written after its layers, so every row it links to is in
+        # the layers files listed after it (a commit between the two reads adds only unlinked layers)
         models = _read_all(root, "models")
+        layers = _read_all(root, "layers")
         if latest:
             models = latest_models(models)
         # commit_id ties layers to their model row (null == null for files written before it existed)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from ww_ray.store.root import StoreRoot
+from ww_ray.store.root import RootLike, StoreRoot, resolve_root
 
 COMPACTED_SUFFIX = ".compacted.parquet"
 MANIFEST_DIR = "_compactions"
@@ -67,8 +67,9 @@ def _committed_parquet(root: StoreRoot, table: str) -> list[str]:
     )
 
 
-def snapshot(root: StoreRoot, table: str) -> tuple[list[str], list[CompactionManifest]]:
+def snapshot(root: RootLike, table: str) -> tuple[list[str], list[CompactionManifest]]:
     """The visible Parquet files of ``table`` and the manifests they were resolved with (consistent)."""
+    root = resolve_root(root)
     for _ in range(_MAX_TRIES):
         before = manifest_names(root, table)
         files = _committed_parquet(root, table)
@@ -85,6 +86,6 @@ def snapshot(root: StoreRoot, table: str) -> tuple[list[str], list[CompactionMan
     raise RuntimeError(f"{table}: compaction manifests kept changing while reading {root}; try again")
 
 
-def visible_files(root: StoreRoot, table: str) -> list[str]:
+def visible_files(root: RootLike, table: str) -> list[str]:
     """The Parquet files of ``table`` a reader must read — the one supported file list for outside tools."""
     return snapshot(root, table)[0]
