@@ -42,7 +42,7 @@ from ww_ray.engine.outcome import layer_rows, model_row, terminal_row
 from ww_ray.engine.plan import ModelKey, load_memory, model_key, shard_count
 from ww_ray.engine.pool import Job, Slot, WorkerPool
 from ww_ray.spectral.presets import AnalysisOptions
-from ww_ray.store import ModelCommitter
+from ww_ray.store import commit_model
 from ww_ray.store.root import StoreRoot
 from ww_ray.zoos.spec import ModelSpec
 
@@ -144,7 +144,6 @@ class Scheduler:
         self.waiting: deque[ModelSpec] = deque(specs)
         self.options = options
         self.root = root
-        self.committer = ModelCommitter(root)  # batches of models per file; flushed by _tick, run and abort
         self.run_id = run_id
         self.pool = pool
         self.max_in_flight = max(1, int(max_in_flight))
@@ -187,7 +186,6 @@ class Scheduler:
             self._tick()
             self._check_timeouts()
             self._check_workers()
-        self.committer.flush()
         return self.results
 
     def abort(self) -> list[ModelKey]:
@@ -199,7 +197,6 @@ class Scheduler:
         written. The driver disconnects right after, and Ray stops the tasks of a finished job itself.
         """
         unfinished = list(self.active) + [model_key(spec) for spec in self.waiting]
-        self.committer.flush()
         self.active.clear()
         self.waiting.clear()
         return unfinished
@@ -332,14 +329,14 @@ class Scheduler:
         committed = True
         with deferred_interrupt():
             try:
-                self.committer.add(layers, model)
+                commit_model(self.root, layers, model)
             except Exception as exc:
                 log.error("cannot commit %s/%s: %s", run.spec.source, run.spec.model_id, short_error(exc))
                 model = terminal_row(run.spec, "failed", f"results could not be written: {short_error(exc)}",
                                      self.run_id, self.options, timings=self._timings(run), attempts=run.attempts)
                 layers = []
                 try:
-                    self.committer.add([], model)
+                    commit_model(self.root, [], model)
                 except Exception as again:
                     log.error("cannot commit the failure of %s/%s either: %s", run.spec.source,
                               run.spec.model_id, short_error(again))
@@ -357,8 +354,6 @@ class Scheduler:
 
     def _tick(self) -> None:
         """Add the time since the last tick to every model with a shard on a live worker."""
-        if self.committer.due():
-            self.committer.flush()
         now = time.monotonic()
         elapsed, self._last_tick = now - self._last_tick, now
         busy = self.pool.busy_models()
