@@ -150,7 +150,8 @@ def _driver(config_path: Path, address: str, cwd: Path) -> subprocess.Popen:
     """``jobs/sweep.py`` in its own process, joining this module's Ray cluster."""
     return subprocess.Popen([sys.executable, str(REPO / "jobs" / "sweep.py"), "--config", str(config_path),
                              "--address", address, "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                            env={**os.environ, "WW_RAY_COMMIT_BATCH": "1"})  # one models file per model
 
 
 def _stop_after(driver: subprocess.Popen, models_dir: Path, committed: int, signum: int) -> None:

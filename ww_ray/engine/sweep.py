@@ -111,9 +111,23 @@ def run_sweep(specs: list[ModelSpec], options: AnalysisOptions, out: str, ray_cf
     except KeyboardInterrupt:  # Ctrl-C while the manifest was written: it is written, the run is over anyway
         log.warning("interrupted while writing the run manifest; it was written in full")
     result = replace(result, manifest_path=manifest_path)
+    if plan.todo and crash is None:
+        _compact(root)
     if crash is not None:
         raise crash
     return result
+
+
+def _compact(root) -> None:
+    """Compact the root's small files (reads stay fast run after run); a failure only costs speed."""
+    from ww_ray.store import compact
+    try:
+        # retain_s=0: the replaced files go at once, so even a plain ``read_parquet('layers/**')`` glob
+        # (not the supported read path) shows no duplicates once the sweep has returned.
+        report = compact(root, retain_s=0)
+        log.info("compacted %d file(s) into %d", report.files_in, report.files_out)
+    except Exception as exc:  # the run's rows are committed already; the next compaction retries
+        log.warning("could not compact %s: %s", root, exc)
 
 
 def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray_cfg: RayConfig,

@@ -16,8 +16,25 @@ Example::
 Command line: ``ww-ray rescan CONFIG.yaml [--address ADDR] [--out ROOT]``; as a Ray job:
 ``ray job submit --working-dir . -- python jobs/nightly_rescan.py --config configs/nightly-rescan.yaml``.
 """
-from ww_ray.rescan.run import RescanResult, ZooScan, run_rescan
-from ww_ray.rescan.settings import HubFilters, RescanConfig, RescanSettings, load_rescan_config, parse_rescan_config
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use, so ``ww-ray --help`` (which imports ww_ray.rescan.cli) imports neither torch nor ray.
+_EXPORTS = {
+    "RescanResult": "ww_ray.rescan.run", "ZooScan": "ww_ray.rescan.run", "run_rescan": "ww_ray.rescan.run",
+    "HubFilters": "ww_ray.rescan.settings", "RescanConfig": "ww_ray.rescan.settings",
+    "RescanSettings": "ww_ray.rescan.settings", "load_rescan_config": "ww_ray.rescan.settings",
+    "parse_rescan_config": "ww_ray.rescan.settings",
+}
 
 __all__ = ["HubFilters", "RescanConfig", "RescanResult", "RescanSettings", "ZooScan", "load_rescan_config",
            "parse_rescan_config", "run_rescan"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ww_ray.rescan' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

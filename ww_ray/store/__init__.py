@@ -18,19 +18,25 @@ from ww_ray.store.duck import open_dataset
 from ww_ray.store.paths import partition_value
 from ww_ray.store.reader import DONE_STATUSES, done_keys, open_pyarrow, read_manifests, read_table
 from ww_ray.store.root import TABLE_NAMES, StoreRoot, resolve_root
+from ww_ray.store.compact import CompactionReport, compact, maybe_compact
+from ww_ray.store.snapshot import visible_files
 from ww_ray.store.vacuum import VacuumReport, vacuum
 from ww_ray.store.writer import (
-    MODEL_STATUSES, commit_model, commit_models, new_run_id, write_manifest, write_regressions,
+    MODEL_STATUSES, ModelCommitter, commit_model, commit_models, new_run_id, write_manifest, write_regressions,
 )
 
 __all__ = [
     "DONE_STATUSES",
     "MODEL_STATUSES",
+    "ModelCommitter",
     "TABLE_NAMES",
+    "CompactionReport",
     "StoreRoot",
     "VacuumReport",
     "commit_model",
     "commit_models",
+    "compact",
+    "maybe_compact",
     "done_keys",
     "new_run_id",
     "open_dataset",
@@ -40,6 +46,7 @@ __all__ = [
     "read_table",
     "resolve_root",
     "vacuum",
+    "visible_files",
     "write_manifest",
     "write_regressions",
 ]

@@ -1,5 +1,6 @@
 """``ww-ray store``: maintenance of a dataset root.
 
+    ww-ray store compact ROOT [--retain 10m]                 # one file per partition: reads stay fast
     ww-ray store vacuum ROOT [--older-than 1h] [--dry-run]   # stale temp files and orphan layers files
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pyarrow.fs as pafs
 
 from ww_ray.errors import EXIT_OK, ConfigError, WwRayError, report_error
 from ww_ray.validate import parse_duration
+from ww_ray.store.compact import DEFAULT_RETAIN_S, compact
 from ww_ray.store.root import resolve_root
 from ww_ray.store.vacuum import DEFAULT_OLDER_THAN_S, vacuum
 
@@ -28,6 +30,36 @@ def register(subparsers: Any) -> None:
                        help="minimum age of a file to delete, e.g. 90s, 30m, 4h, 7d (default: 1h)")
     clean.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     clean.set_defaults(func=cmd_vacuum)
+    pack = sub.add_parser(
+        "compact", help="rewrite the small files of layers and models into one file per partition",
+        description="Rewrite every partition of layers and models that holds two or more files into one "
+                    "sorted file (every row of every run kept). Atomic: readers see the old files or the new "
+                    "ones, never both; a killed compaction leaves the root reading as before and a rerun "
+                    "finishes it. Replaced files are deleted once older than --retain. Sweeps compact at their end.")
+    pack.add_argument("root", help="dataset root: a folder or a pyarrow URI (s3://bucket/prefix, ...)")
+    pack.add_argument("--retain", default=f"{int(DEFAULT_RETAIN_S)}s",
+                      help="keep replaced files this long for readers still reading them, e.g. 0s, 10m (default: 10m)")
+    pack.set_defaults(func=cmd_compact)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    try:
+        retain_s = parse_duration(args.retain, "--retain")
+        root = resolve_root(args.root)
+    except (ConfigError, ValueError) as exc:
+        print(f"ww-ray store compact: {exc}")
+        return 2
+    if root.filesystem.get_file_info(root.path).type != pafs.FileType.Directory:
+        print(f"ww-ray store compact: no dataset root at {args.root}")
+        return 2
+    try:
+        report = compact(root, retain_s=retain_s)
+    except RuntimeError as exc:
+        print(f"ww-ray store compact: {exc}")
+        return 2
+    print(f"compacted {report.files_in} file(s) into {report.files_out} ({report.rows} rows); "
+          f"deleted {len(report.deleted)} replaced file(s) older than {args.retain}")
+    return 0
 
 
 def cmd_vacuum(args: argparse.Namespace) -> int:
@@ -44,7 +76,9 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         print(f"{verb} temp file {path}")
     for path in report.orphan_layers_files:
         print(f"{verb} orphan layers file {path}")
-    count = len(report.temp_files) + len(report.orphan_layers_files)
+    for path in report.compacted_away:
+        print(f"{verb} compacted-away file {path}")
+    count = len(report.temp_files) + len(report.orphan_layers_files) + len(report.compacted_away)
     print(f"{verb} {count} file(s), {report.bytes / 1e6:.2f} MB; {report.kept_too_young} younger than "
           f"{args.older_than} kept")
     return EXIT_OK

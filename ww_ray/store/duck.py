@@ -2,10 +2,12 @@
 
 The views show the same logical tables as :func:`ww_ray.store.read_table` with ``latest=True``
 (latest model row per key, only committed layers, latest regression per series × metric × target),
-and ``layers_all``, ``models_all``, ``regressions_all`` show every committed row of every run. Local
-roots are read with DuckDB's own ``read_parquet(..., hive_partitioning=true)`` (file globs are
-re-evaluated by each query, so the views follow a running sweep); remote roots (s3://, gs://, ...)
-through pyarrow datasets registered in DuckDB.
+and ``layers_all``, ``models_all``, ``regressions_all`` show every committed row of every run. Every
+root (local, s3://, gs://, ...) is read through a pyarrow dataset over the files visible at open time
+(``snapshot.visible_files``: no file a compaction replaced), with the canonical schema imposed (no
+``union_by_name`` footer scan; older files read with null for newer columns); DuckDB pushes
+projections and filters on ``source``/``dataset`` (partitions) and ``model_id`` (row-group
+statistics of compacted files) into the scan. The views are a snapshot: reopen to see later commits.
 
 Example::
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
-from ww_ray.store.reader import list_files, open_pyarrow, read_manifests, runs_frame
+from ww_ray.store.reader import open_pyarrow, read_manifests, runs_frame
 from ww_ray.store.root import RootLike, StoreRoot, resolve_root
 from ww_ray.store.schema import TABLE_SCHEMAS
 
@@ -37,24 +39,14 @@ _LATEST_SQL = {
 }
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _register_raw(con: duckdb.DuckDBPyConnection, root: StoreRoot, table: str) -> None:
     view = f"{table}_all"
-    files = list_files(root, table, ".parquet")
-    if not files:
+    dataset = open_pyarrow(root, table)
+    if not dataset.files:
         con.register(f"_{view}_empty", TABLE_SCHEMAS[table].empty_table())
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_empty")
-    elif root.is_local:
-        pattern = root.join(table, "**/*.parquet") if table != "regressions" else root.join(table, "*.parquet")
-        con.execute(
-            f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_literal(pattern)}, "
-            "hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
-        )
     else:
-        con.register(f"_{view}_arrow", open_pyarrow(root, table))
+        con.register(f"_{view}_arrow", dataset)
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_arrow")
 
 
@@ -65,7 +57,7 @@ def open_dataset(root: RootLike, connection: duckdb.DuckDBPyConnection | None = 
     """
     root = resolve_root(root)
     con = connection or duckdb.connect()
-    for table in ("models", "layers", "regressions"):
+    for table in ("models", "layers", "regressions"):  # models before layers: see reader.read_table
         _register_raw(con, root, table)
     for table in ("models", "layers", "regressions"):
         con.execute(_LATEST_SQL[table])

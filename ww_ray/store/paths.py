@@ -17,7 +17,7 @@ segment; pyarrow and DuckDB decode them back, and the files carry the exact valu
 from __future__ import annotations
 
 import contextlib
-
+import os
 import re
 import uuid
 from typing import Callable
@@ -31,6 +31,11 @@ from ww_ray.store.root import StoreRoot
 #: What Hive (and pyarrow, DuckDB) read back as NULL.
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _RUN_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+#: Test hook (issue 12 item 8): ``WW_RAY_TEST_KILL_BEFORE_RENAME=N`` makes this process die
+#: (``os._exit(137)``, like a SIGKILL) after writing the temp file of its N-th atomic write and
+#: before renaming it — deterministic, so a test can show a kill there loses nothing committed.
+KILL_BEFORE_RENAME_ENV = "WW_RAY_TEST_KILL_BEFORE_RENAME"
+_atomic_writes = 0
 
 
 def partition_value(value: object) -> str:
@@ -85,6 +90,7 @@ def atomic_write(filesystem: pafs.FileSystem, final_path: str, write: Callable[[
     try:
         with filesystem.open_output_stream(tmp) as stream:
             write(stream)
+        _maybe_kill_before_rename()
         filesystem.move(tmp, final_path)
     except BaseException:
         # Best-effort clean-up of the hidden temp file; the original error is what the caller sees.
@@ -92,3 +98,13 @@ def atomic_write(filesystem: pafs.FileSystem, final_path: str, write: Callable[[
             if filesystem.get_file_info(tmp).type != pafs.FileType.NotFound:
                 filesystem.delete_file(tmp)
         raise
+
+
+def _maybe_kill_before_rename() -> None:
+    global _atomic_writes
+    target = os.environ.get(KILL_BEFORE_RENAME_ENV)
+    if not target:
+        return
+    _atomic_writes += 1
+    if _atomic_writes == int(target):
+        os._exit(137)

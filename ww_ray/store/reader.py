@@ -11,7 +11,8 @@ What a reader sees (DESIGN.md §3):
   target)``.
 * ``runs``: one row per manifest, nested values as JSON text.
 
-Temporary files (hidden ``.*.tmp`` names) are never read. Files of older schema versions read with
+Temporary files (hidden ``.*.tmp`` names) are never read, nor files a compaction replaced or
+compaction outputs not yet committed (``snapshot.py``). Files of older schema versions read with
 the current schema; columns they lack are null.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow.fs as pafs
 from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.store.root import TABLE_NAMES, RootLike, StoreRoot, resolve_root
 from ww_ray.store.schema import TABLE_SCHEMAS
+from ww_ray.store.snapshot import visible_files
 
 MODEL_KEY = list(MODEL_KEY_COLUMNS)
 REGRESSION_KEY = ["source", "dataset", "architecture", "metric", "target"]
@@ -57,7 +59,7 @@ def open_pyarrow(root: RootLike, table: str) -> pads.Dataset:
     schema = TABLE_SCHEMAS.get(table)
     if schema is None:
         raise ValueError(f"unknown table {table!r}; the tables are {', '.join(TABLE_NAMES)}")
-    files = list_files(root, table, ".parquet")
+    files = visible_files(root, table)  # committed files, minus what compactions replaced
     partitioning = None if table == "regressions" else _PARTITIONING
     return pads.dataset(files, schema=schema, format="parquet", filesystem=root.filesystem,
                         partitioning=partitioning, partition_base_dir=root.table_dir(table))
@@ -112,8 +114,10 @@ def read_table(root: RootLike, name: str, latest: bool = True) -> pd.DataFrame:
         models = _read_all(root, "models")
         return latest_models(models) if latest else models
     if name == "layers":
-        layers = _read_all(root, "layers")
+        # models first: a models row is written after its layers, so every row it links to is in
+        # the layers files listed after it (a commit between the two reads adds only unlinked layers)
         models = _read_all(root, "models")
+        layers = _read_all(root, "layers")
         if latest:
             models = latest_models(models)
         # commit_id ties layers to their model row (null == null for files written before it existed)

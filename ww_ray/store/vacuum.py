@@ -7,7 +7,9 @@ invisible but takes space:
 * a hidden temp file (``.<name>.<hex>.tmp``) when the process died between writing and renaming it;
   on object stores (S3, GCS), where the "rename" is a copy, this is the usual leftover of a kill;
 * an orphan ``layers`` file when the process died between a model's layers file and its models row
-  (the model is redone by the next run, so the orphan's rows are never needed).
+  (the model is redone by the next run, so the orphan's rows are never needed);
+* files a compaction replaced (readers no longer read them), once the compaction is older than
+  ``older_than_s``, and a compaction's output whose manifest was never written (a killed compaction).
 
 :func:`vacuum` deletes both, but only when they are older than ``older_than_s`` (default one hour),
 so a writer still running beside it never loses a file it is about to rename or link. It never
@@ -28,7 +30,9 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ww_ray.store.reader import MODEL_KEY, list_files, open_pyarrow
+from ww_ray.store.compact import COMPACTED_TABLES, retire
+from ww_ray.store.reader import MODEL_KEY, open_pyarrow
+from ww_ray.store.snapshot import COMPACTED_SUFFIX, snapshot
 from ww_ray.store.root import TABLE_NAMES, RootLike, StoreRoot, resolve_root
 
 #: Columns that tie a layers row to its models row (as in ``reader.read_table``).
@@ -42,13 +46,14 @@ class VacuumReport:
 
     temp_files: list[str] = field(default_factory=list)
     orphan_layers_files: list[str] = field(default_factory=list)
+    compacted_away: list[str] = field(default_factory=list)
     kept_too_young: int = 0
     bytes: int = 0
     dry_run: bool = False
 
     @property
     def removed(self) -> list[str]:
-        return [] if self.dry_run else self.temp_files + self.orphan_layers_files
+        return [] if self.dry_run else self.temp_files + self.orphan_layers_files + self.compacted_away
 
 
 def _age_s(info: pafs.FileInfo, now: float) -> float:
@@ -103,7 +108,19 @@ def vacuum(root: RootLike, older_than_s: float = DEFAULT_OLDER_THAN_S, dry_run: 
             old.append(info)
         else:
             report.kept_too_young += 1
-    layers_files = list_files(root, "layers", ".parquet")
+    for table in COMPACTED_TABLES:
+        visible, manifests = snapshot(root, table)
+        outputs = {p for m in manifests for p in m.outputs} | set(visible)
+        selector = pafs.FileSelector(root.table_dir(table), recursive=True, allow_not_found=True)
+        for info in root.filesystem.get_file_info(selector):
+            if info.base_name.endswith(COMPACTED_SUFFIX) and info.path not in outputs:
+                if _age_s(info, now) >= older_than_s:  # output of a compaction killed before its manifest
+                    report.compacted_away.append(info.path)
+                    old.append(info)
+                else:
+                    report.kept_too_young += 1
+        report.compacted_away += retire(root, table, older_than_s, now, dry_run=dry_run)
+    layers_files = snapshot(root, "layers")[0]
     if layers_files:
         committed = _committed_links(root)
         infos = root.filesystem.get_file_info(layers_files)

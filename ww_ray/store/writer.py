@@ -7,6 +7,8 @@ and nothing is overwritten in place. Rows are cast to the canonical schemas of `
 A model commit writes its ``layers`` file first and its ``models`` row last; readers only show layer
 rows whose ``(source, model_id, revision, run_id)`` has a ``models`` row, so a crash between the two
 leaves an orphan layers file that nobody sees (and the model is redone on resume).
+:class:`ModelCommitter` does the same for a batch of models (what a sweep uses: fewer, larger files
+and one Arrow conversion per batch instead of one per model).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
+import time
 import uuid
 from pathlib import PurePath
 from typing import Any, Mapping
@@ -180,3 +184,143 @@ def write_manifest(root: RootLike, run_id: str, manifest: Mapping[str, Any]) -> 
     path = root.join("runs", f"{run_id}.json")
     atomic_write(root.filesystem, path, lambda stream: stream.write(text.encode("utf-8") + b"\n"))
     return path
+
+
+def _model_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return row["source"], row["model_id"], row["revision"]
+
+
+def _dataset_value(row: Mapping[str, Any]) -> object:
+    dataset = row.get("dataset")
+    return None if dataset is None or (isinstance(dataset, float) and math.isnan(dataset)) else dataset
+
+
+def _null(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _layer_records(layer_rows: Rows, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Layer rows with the model row's key, run and commit id filled in; a different key is an error."""
+    records = layer_rows.to_dict("records") if isinstance(layer_rows, pd.DataFrame) else list(layer_rows)
+    out = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise TypeError(f"a layer row is a {type(record).__name__}, expected a mapping")
+        filled = {k: v for k, v in record.items() if k not in _FORCED}
+        for name in _INHERITED:
+            value = filled.get(name)
+            if _null(value):
+                filled[name] = row.get(name)
+            elif name in (*MODEL_KEY_COLUMNS, "run_id") and value != row[name]:
+                raise ValueError(f"layer rows carry {name}={value!r} but the model row has {row[name]!r}")
+        filled["commit_id"] = row["commit_id"]
+        out.append(filled)
+    return out
+
+
+def _failed_row(row: Mapping[str, Any], error: str) -> dict[str, Any]:
+    keep = ("source", "model_id", "revision", "run_id", "architecture", "dataset", "preset",
+            "analyzer_version", "finished_at", "commit_id", "attempts")
+    failed = {k: row[k] for k in keep if k in row}
+    failed.update(status="failed", error=f"results could not be written: {error}")
+    return failed
+
+
+#: Models per commit batch (``ModelCommitter``); ``WW_RAY_COMMIT_BATCH=1`` writes one file per model.
+DEFAULT_COMMIT_BATCH = 64
+COMMIT_BATCH_ENV = "WW_RAY_COMMIT_BATCH"
+
+
+class ModelCommitter:
+    """Buffered model commits: many models' rows per Parquet file, one Arrow conversion per batch.
+
+    ``add`` validates a model's rows (cheap checks, nothing converted) and buffers them; every
+    ``max_models`` models or ``max_seconds`` seconds (checked on ``add`` and by ``due``) the buffer
+    is written — per ``(source, dataset)`` partition one ``layers`` file, then one ``models`` file,
+    each atomic — so a crash loses at most the models not yet written (the next run redoes them;
+    a crash between the two files leaves orphan layers nobody sees, as with ``commit_model``).
+    A model whose rows cannot be cast to the schema gets a ``failed`` row saying why instead, so
+    every added model ends with exactly one ``models`` row per flush. Use as a context manager or
+    call ``flush()`` at the end.
+
+    Example::
+
+        >>> import tempfile
+        >>> from ww_ray.store import ModelCommitter, new_run_id, read_table
+        >>> root, run = tempfile.mkdtemp(), new_run_id()
+        >>> with ModelCommitter(root, max_models=10) as committer:
+        ...     committer.add([{"layer_index": 0, "alpha": 3.1}],
+        ...                   {"source": "demo", "model_id": "m", "revision": "r", "run_id": run, "status": "ok"})
+        >>> len(read_table(root, "layers"))
+        1
+    """
+
+    def __init__(self, root: RootLike, max_models: int | None = None, max_seconds: float = 2.0) -> None:
+        if max_models is None:
+            max_models = int(os.environ.get(COMMIT_BATCH_ENV) or DEFAULT_COMMIT_BATCH)
+        if max_models < 1 or max_seconds < 0:
+            raise ValueError(f"max_models must be >= 1 and max_seconds >= 0, got {max_models}, {max_seconds}")
+        self.root = resolve_root(root)
+        self.max_models = int(max_models)
+        self.max_seconds = float(max_seconds)
+        self._buffer: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+        self._first_at: float | None = None
+        self.committed = 0
+
+    def __enter__(self) -> "ModelCommitter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def add(self, layer_rows: Rows, model_row: Mapping[str, Any]) -> None:
+        """Buffer one model (layer rows may be empty); writes the batch when it is due."""
+        row = _model_row(model_row)
+        self._buffer.append((_layer_records(layer_rows, row), row))
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        if self.due():
+            self.flush()
+
+    def due(self) -> bool:
+        """True when the buffer holds ``max_models`` models or its oldest is ``max_seconds`` old."""
+        if not self._buffer:
+            return False
+        return len(self._buffer) >= self.max_models or time.monotonic() - self._first_at >= self.max_seconds
+
+    def flush(self) -> int:
+        """Write every buffered model now; returns how many. On a write error the batch is dropped
+        (as a kill would: the next run redoes those models) and the error raised."""
+        batch, self._buffer, self._first_at = self._buffer, [], None
+        partitions: dict[tuple[str, object], list[tuple[list[dict[str, Any]], dict[str, Any]]]] = {}
+        for layers, row in batch:
+            partitions.setdefault((row["source"], _dataset_value(row)), []).append((layers, row))
+        for (source, dataset), items in partitions.items():
+            layers, models = self._tables(items)
+            run_id = models.column("run_id")[0].as_py()
+            if layers.num_rows:
+                _write_parquet(self.root, data_file_path(self.root, "layers", run_id, source, dataset), layers)
+            _write_parquet(self.root, data_file_path(self.root, "models", run_id, source, dataset), models)
+        self.committed += len(batch)
+        return len(batch)
+
+    @staticmethod
+    def _tables(items: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> tuple[pa.Table, pa.Table]:
+        try:  # the fast path: one conversion for the whole batch
+            layers = to_table([r for rows, _ in items for r in rows], LAYERS_SCHEMA, "layers")
+            return layers, to_table([row for _, row in items], MODELS_SCHEMA, "models")
+        except (ValueError, TypeError):
+            pass
+        layer_tables, rows = [], []
+        for layer_rows, row in items:  # find the models whose rows do not fit; they become failed rows
+            try:
+                layer_tables.append(to_table(layer_rows, LAYERS_SCHEMA, "layers"))
+                to_table([row], MODELS_SCHEMA, "models")
+                rows.append(row)
+            except (ValueError, TypeError) as exc:
+                rows.append(_failed_row(row, str(exc)))
+        layers = pa.concat_tables(layer_tables) if layer_tables else LAYERS_SCHEMA.empty_table()
+        return layers, to_table(rows, MODELS_SCHEMA, "models")
