@@ -22,11 +22,11 @@ METRIC_LABELS: dict[str, str] = {
     "alpha": "power-law exponent α (mean over layers)",
     "alpha_weighted": "weighted alpha α̂ = α·log10 λmax",
     "log_alpha_norm": "log α-norm log10 Σλᵅ",
-    "log_norm": "log Frobenius norm log10 ‖W‖²_F",
+    "log_norm": "log squared Frobenius norm log10 Σλ",
     "log_spectral_norm": "log spectral norm log10 λmax",
     "ln_mean_lambda_max": "ln ⟨λmax⟩ (paper's ⟨log ‖W‖∞⟩)",
     "lambda_max": "largest eigenvalue λmax",
-    "stable_rank": "stable rank ‖W‖²_F / λmax",
+    "stable_rank": "stable rank Σλ / λmax",
     "entropy": "matrix entropy",
     "mp_softrank": "MP soft rank λ₊ / λmax",
     "rand_distance": "distance to randomized ESD",
@@ -135,7 +135,7 @@ def correlation_flow(flows: Mapping[str, pd.DataFrame], title: str, path: str | 
         if (stats["size"] > 1).any():
             any_band = True
             ax.fill_between(stats.index, stats["low"], stats["high"], color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel("relative depth in the network (layer position / number of layers; 0 = first, 1 = last)",
+    ax.set_xlabel("relative depth in the network (layer position / number of layers: 0 first, 1 last)",
                   fontsize=11)
     ax.set_ylabel(metric_label(metric, per_layer=True), fontsize=11)
     ax.set_title(_wrap(title), fontsize=12)

@@ -268,15 +268,33 @@ def _inputs_section(runs: pd.DataFrame, models: pd.DataFrame, layers: pd.DataFra
                                "layers_ok", "layers_total", "run_id", "error") if c and c in table.columns]
         ordered = table.assign(_failed=table["status"] != "ok").sort_values(["_failed", "model_id"], ascending=[False, True])
         parts.append("<h3>Models (failed and skipped first)</h3>" + _table_html(ordered[columns]))
-    failures = []
-    for run in runs.itertuples(index=False):
-        for field_name in ("failures", "zoo_errors", "unfinished"):
-            value = getattr(run, field_name, None)
-            if isinstance(value, str) and value not in ("[]", "null"):
-                failures.append({"run_id": run.run_id, "what": field_name.replace("_", " "), "detail": value})
+    failures = [row for run in runs.to_dict("records") for row in _run_failures(run)]
     if failures:
         parts.append("<h3>Failures recorded by the runs</h3>" + _table_html(pd.DataFrame(failures)))
     return "".join(parts)
+
+
+def _run_failures(run: dict) -> list[dict]:
+    """One row per failed model, zoo error or unfinished model a run manifest records."""
+    import json
+
+    rows = []
+    for field_name in ("failures", "zoo_errors", "unfinished"):
+        value = run.get(field_name)
+        try:
+            items = json.loads(value) if isinstance(value, str) else []
+        except ValueError:
+            items = [value]
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, dict):
+                what = item.get("model_id") or item.get("zoo") or item.get("source") or ""
+                detail = item.get("error") or item.get("message") or json.dumps(item, sort_keys=True)
+                status = item.get("status") or field_name.replace("_", " ")
+            else:
+                what, detail, status = " / ".join(map(str, item)) if isinstance(item, list) else str(item), "", field_name
+            rows.append({"run_id": run["run_id"], "kind": field_name.replace("_", " "), "model or zoo": what,
+                         "status": status, "error": detail})
+    return rows
 
 
 def _counts_text(value: object) -> str:
@@ -399,7 +417,7 @@ def display_frame(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     for column in shown.columns:
         values = shown[column]
         if column in _INT_COLUMNS and pd.api.types.is_numeric_dtype(values):
-            shown[column] = values.round().astype("Int64").astype(object).where(values.notna(), "")
+            shown[column] = [("" if pd.isna(v) else str(int(round(v)))) for v in values]
         elif pd.api.types.is_float_dtype(values):
             shown[column] = values.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
         else:
