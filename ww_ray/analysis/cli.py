@@ -118,7 +118,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(root, args.out, models=_split(args.models) or None,
                           metrics=_split(args.metrics) or list(DEFAULT_METRICS), esd_model=args.esd_model,
                           esd_layer=args.esd_layer, esd_slice=args.esd_slice, min_models=args.min_models)
-    print(f"wrote {report.html_path} with {len(report.images)} figures")
+    where = report.uploaded_to or report.html_path
+    print(f"wrote {where} ({len(report.images)} figures)" + ("" if report.uploaded_to else f"; open file://{report.html_path}"))
     for note in report.notes:
         print(f"note: {note}")
     return 0
@@ -157,12 +158,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("report", help="PNG plots and an HTML page of a dataset root")
     p.add_argument("root", help="dataset root (folder or URI)")
-    p.add_argument("--out", default="ww-report", help="output folder (default ww-report)")
+    p.add_argument("--out", help="output folder (default: ROOT/report)")
     p.add_argument("--models", nargs="+", help="models to compare in flow/histogram plots (default: shallowest "
                    "and deepest of each series)")
     p.add_argument("--metrics", nargs="+", help="metrics for the metric-vs-error plots")
     p.add_argument("--esd-model", help="model whose layer ESD is drawn (default: the first chosen model)")
-    p.add_argument("--esd-layer", help="layer name for the ESD plot (default: the largest analysed matrix)")
+    p.add_argument("--esd-layer", help="layer name for the ESD plot (default: the largest analysed matrix, or a "
+                   "sliced layer's slices pooled, with at least 200 eigenvalues)")
     p.add_argument("--esd-slice", type=int, help="conv slice id for the ESD plot")
     p.add_argument("--min-models", type=int, default=4)
     p.set_defaults(func=cmd_report)

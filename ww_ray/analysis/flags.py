@@ -5,8 +5,9 @@
   WeightWatcher's ``under-trained`` warning).
 * **scale collapse**: a model whose layers have anomalously small spectral norms compared with its
   series (the paper's distillation example): its average ``log_spectral_norm`` (mean log10 λmax)
-  lies more than ``collapse_decades`` below the median of the other models of the same
-  ``(dataset, architecture)`` series. Needs at least ``min_series`` models in the series.
+  lies more than ``collapse_decades`` below the median of the other models of the same series —
+  ``(source, dataset, architecture)`` when the models carry a source, else ``(dataset,
+  architecture)``. Needs at least ``min_series`` models in the series.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from ww_ray.spectral.metrics import UNDER_TRAINED_ALPHA
 def under_trained_layers(layers: pd.DataFrame, threshold: float = UNDER_TRAINED_ALPHA) -> pd.DataFrame:
     """Layers with ``alpha > threshold``, worst first."""
     columns = ["model_id", "architecture", "dataset", "layer_index", "layer_name", "slice_id", "N", "M", "alpha"]
+    if "source" in layers.columns:
+        columns.insert(1, "source")
     if layers.empty:
         return pd.DataFrame(columns=columns)
     ok = layers[(layers["status"] == "ok") & (pd.to_numeric(layers["alpha"], errors="coerce") > threshold)]
@@ -30,12 +33,14 @@ def scale_collapse(models: pd.DataFrame, collapse_decades: float = 1.0, min_seri
     The median is over the *other* models of the series, so the flagged model cannot hide itself.
     Returns model_id, series, its value, the series median and the gap (in decades), largest first.
     """
-    columns = ["model_id", "dataset", "architecture", "log_spectral_norm", "series_median", "gap_decades"]
+    keys = ["source", "dataset", "architecture"] if "source" in models.columns and models["source"].notna().any() \
+        else ["dataset", "architecture"]
+    columns = ["model_id", *keys, "log_spectral_norm", "series_median", "gap_decades"]
     if models.empty:
         return pd.DataFrame(columns=columns)
     frame = models[(models["status"] == "ok") & models["log_spectral_norm"].notna()]
     flagged = []
-    for (dataset, architecture), group in frame.groupby(["dataset", "architecture"]):
+    for key, group in frame.groupby(keys):
         if len(group) < min_series:
             continue
         values = group.set_index("model_id")["log_spectral_norm"].astype(float)
@@ -43,7 +48,7 @@ def scale_collapse(models: pd.DataFrame, collapse_decades: float = 1.0, min_seri
             median = float(values.drop(model_id).median())
             gap = median - float(value)
             if gap > collapse_decades:
-                flagged.append({"model_id": model_id, "dataset": dataset, "architecture": architecture,
+                flagged.append({"model_id": model_id, **dict(zip(keys, key)),
                                 "log_spectral_norm": float(value), "series_median": median, "gap_decades": gap})
     out = pd.DataFrame(flagged, columns=columns)
     return out.sort_values("gap_decades", ascending=False).reset_index(drop=True)
