@@ -293,6 +293,8 @@ class LocalZoo(Zoo):
 
     def checkpoint_path(self, spec: ModelSpec) -> Path:
         self.check_not_skipped(spec)
+        if spec.extra.get(LOAD_ERROR):
+            raise ZooError(str(spec.extra[LOAD_ERROR]))
         path = self._checked_path(spec)
         if spec.revision:
             allow_pickle = bool(self.config.options.get("allow_pickle", False))
