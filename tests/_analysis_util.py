@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SHARED_MODELS = Path(__file__).parents[1] / ".." / "shared" / "models"
+from tests.conftest import SHARED_MODELS  # one place: honours WW_RAY_SHARED_MODELS
 AKAMASTER = SHARED_MODELS / "akamaster-resnet-cifar10"
 WW_TRENDS = SHARED_MODELS / "ww-trends-2020-metrics"
 METAINFO = SHARED_MODELS / "pytorchcv-metainfo" / "model_metainfos.csv"

@@ -49,7 +49,6 @@ class Slot:
     actor: Any
     job: Job | None = None
     result: ray.ObjectRef | None = None
-    dispatched_at: float = 0.0
     down_since: float | None = None    # set when a call failed, cleared when a probe succeeds
     probe: ray.ObjectRef | None = None
     next_probe: float = 0.0
@@ -105,7 +104,7 @@ class WorkerPool:
                 return
             if slot.ready:
                 job = self.queue.popleft()
-                slot.job, slot.dispatched_at = job, time.monotonic()
+                slot.job = job
                 slot.result = slot.actor.compute.remote(job.ref, self.options)
 
     def busy_models(self) -> set:
