@@ -22,12 +22,13 @@ except ModuleNotFoundError:  # run as a script (the killed-rescan child): its ow
 import datetime as _dt
 import hashlib
 import json
-import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests._engine_util import write_dense_model
 
 UTC = _dt.timezone.utc
 BASE_TIME = _dt.datetime(2025, 3, 1, tzinfo=UTC)
@@ -50,14 +51,7 @@ def write_weights(folder: Path, shapes: list[tuple[int, int]], seed: int, model_
 
 def write_dense_file(path: Path, shapes: list[tuple[int, int]], seed: int) -> Path:
     """One ``.safetensors`` checkpoint of dense layers N(0, 1/in), seeded (a member of a local zoo)."""
-    import torch
-    from safetensors.torch import save_file
-
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"blocks.{i}.fc.weight": torch.from_numpy((rng.standard_normal(s) / np.sqrt(s[1])).astype(np.float32))
-               for i, s in enumerate(shapes)}, str(path))
-    return path
+    return write_dense_model(path, shapes, seed)
 
 
 
