@@ -14,11 +14,6 @@ MARKER and waits to be killed.
 """
 from __future__ import annotations
 
-try:
-    from tests._zoos_util import safetensors_header_metadata
-except ModuleNotFoundError:  # run as a script (the killed-rescan child): its own folder is on sys.path
-    from _zoos_util import safetensors_header_metadata
-
 import datetime as _dt
 import hashlib
 import json
@@ -26,9 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+if __name__ == "__main__":  # run as a script (the killed-rescan child): only tests/ is on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests._engine_util import write_dense_model
+from tests._zoos_util import safetensors_header_metadata
+
+import numpy as np
 
 UTC = _dt.timezone.utc
 BASE_TIME = _dt.datetime(2025, 3, 1, tzinfo=UTC)

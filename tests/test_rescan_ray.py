@@ -157,7 +157,8 @@ def test_killed_rescan_then_rerun(local_ray, hub_online, tmp_path):
             assert time.monotonic() < deadline, "the child rescan committed nothing in 150 s"
             time.sleep(0.05)
     finally:
-        os.killpg(child.pid, signal.SIGKILL)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         child.stderr.close()
     killed = set(marker.read_text().split())
