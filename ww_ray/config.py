@@ -29,11 +29,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ww_ray.errors import ConfigError
 from ww_ray.spectral.presets import PRESETS, AnalysisOptions, resolve_options
-from ww_ray.validate import check_keys, positive_int
+from ww_ray.validate import check_keys, positive_int, read_yaml_file
 from ww_ray.zoos.config import ZooConfig
 from ww_ray.zoos.parse import parse_zoo
 
@@ -98,14 +96,7 @@ class SweepConfig:
 def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a YAML sweep config; relative paths resolve against its folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path)
     try:
         config = parse_config(data, base_dir=path.resolve().parent)
     except ConfigError as exc:

@@ -1,5 +1,7 @@
 """Generic validators of config and command-line values: lists, counts, sizes, durations, paths.
 
+Also the one reader of a YAML config file (``read_yaml_file``) that sweep and rescan configs share.
+
 Each takes the value and ``where`` (the key it came from, ``zoos[1].limit``) and raises
 ``ConfigError`` naming it. A leaf module: it knows nothing of zoos, sweeps or Ray.
 
@@ -13,6 +15,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ww_ray.errors import ConfigError
 
@@ -105,3 +109,15 @@ def parse_duration(value: Any, where: str = "duration") -> float | None:
     if seconds <= 0:
         raise ConfigError(f"{where} must be positive, got {value!r}")
     return seconds
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The parsed YAML document of a config file; ``ConfigError`` if it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc

@@ -29,11 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ww_ray.config import SweepConfig, parse_config
 from ww_ray.errors import ConfigError
-from ww_ray.validate import check_keys, parse_duration, positive_int, str_list
+from ww_ray.validate import check_keys, parse_duration, positive_int, read_yaml_file, str_list
 from ww_ray.zoos.config import ZooConfig
 
 #: Keys of a hub zoo entry that only a rescan understands.
@@ -110,12 +108,7 @@ class RescanConfig:
 def load_rescan_config(path: str | Path) -> RescanConfig:
     """Read and validate a rescan config file; relative paths resolve against its folder."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path)
     try:
         config = parse_rescan_config(data, base_dir=path.resolve().parent)
     except ConfigError as exc:
@@ -146,19 +139,20 @@ def parse_rescan_config(data: Any, base_dir: str | Path = ".") -> RescanConfig:
     return RescanConfig(sweep=sweep, filters=tuple(filters), settings=settings)
 
 
+def _one_or_many(entry: dict[str, Any], one: str, many: str, where: str) -> list[str]:
+    """``author: x`` and/or ``authors: [y, z]`` (the singular key is popped) as one list, singular first."""
+    values = list(str_list(entry.get(many), f"{where}.{many}"))
+    value = entry.pop(one, None)
+    if value is not None:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}.{one} must be a non-empty string, got {value!r}")
+        values.insert(0, value)
+    return values
+
+
 def _parse_filters(entry: dict[str, Any], where: str) -> HubFilters:
-    authors = list(str_list(entry.get("authors"), f"{where}.authors"))
-    author = entry.pop("author", None)
-    if author is not None:
-        if not isinstance(author, str) or not author:
-            raise ConfigError(f"{where}.author must be a non-empty string, got {author!r}")
-        authors.insert(0, author)
-    tags = list(str_list(entry.get("pipeline_tags"), f"{where}.pipeline_tags"))
-    tag = entry.pop("pipeline_tag", None)
-    if tag is not None:
-        if not isinstance(tag, str) or not tag:
-            raise ConfigError(f"{where}.pipeline_tag must be a non-empty string, got {tag!r}")
-        tags.insert(0, tag)
+    authors = _one_or_many(entry, "author", "authors", where)
+    tags = _one_or_many(entry, "pipeline_tag", "pipeline_tags", where)
     if entry.get("models") and (authors or tags or entry.get("search") or entry.get("library")):
         raise ConfigError(f"{where}: `models:` names the models to watch; it cannot be combined with listing "
                           "filters (author(s), pipeline_tag(s), library, search)")
