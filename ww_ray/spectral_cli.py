@@ -101,6 +101,9 @@ def coverage_line(frame: pd.DataFrame) -> str:
 def _format_table(frame: pd.DataFrame) -> str:
     shown = frame[[c for c in _TABLE_COLUMNS if c in frame]].copy()
     shown["slice_id"] = shown["slice_id"].astype("Int64")
+    for column in ("warning", "error"):
+        if column in shown:
+            shown[column] = shown[column].fillna("")
     with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_colwidth", 48,
                            "display.float_format", "{:.4g}".format):
         return shown.to_string(index=False)
