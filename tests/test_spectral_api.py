@@ -109,8 +109,9 @@ def test_cli_analyze_prints_table_and_summary_and_writes_rows(resnet20, tmp_path
     assert len(rows) == 20 and rows["alpha"].notna().all()
     bad = tmp_path / "junk.pt"
     bad.write_bytes(b"\x00" * 64)
-    assert cli_main(["analyze", str(bad)]) == 1
-    assert "failed" in capsys.readouterr().out
+    assert cli_main(["analyze", str(bad)]) == 2          # unreadable source: one error line on stderr (issue 14)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is not a PyTorch checkpoint" in captured.err
 
 
 def test_option_labels_name_every_change_and_round_trip():

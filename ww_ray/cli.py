@@ -11,6 +11,19 @@ import importlib
 import sys
 from typing import Sequence
 
+
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata``); the package's own when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ww_ray")
+    except PackageNotFoundError:  # run from a source tree that was never pip-installed
+        from ww_ray import __version__
+
+        return __version__
+
 _COMMAND_MODULES = [
     "ww_ray.spectral_cli",     # analyze
     "ww_ray.zoos.cli",         # zoo list / zoo show
@@ -25,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ww-ray",
         description="Heavy-tailed weight-spectrum metrics of pretrained models, at scale on Ray; "
-                    "one sub-command per stage.")
+                    "one sub-command per stage.",
+        epilog="Start with `ww-ray sweep configs/local-example.yaml` (offline) or `ww-ray analyze FILE`; "
+               "`ww-ray COMMAND --help` has each command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"ww-ray {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in _COMMAND_MODULES:
         try:

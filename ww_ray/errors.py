@@ -15,8 +15,10 @@ from __future__ import annotations
 import sys
 
 # Exit status of every ww-ray command: 0 done (failed models are data), 1 done but a zoo could not be listed,
-# 2 a bad input or an unusable cluster (nothing or little ran), 130 interrupted (run again to resume).
-EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# 2 a bad input or an unusable cluster (nothing or little ran), 3 a sweep ran but analysed no model (every
+# planned model failed or was skipped, at least one failed: e.g. the quickstart offline), 130 interrupted
+# (run again to resume).
+EXIT_OK, EXIT_ZOO_ERRORS, EXIT_USAGE, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class WwRayError(Exception):

@@ -1,4 +1,8 @@
-"""Sub-commands of the analysis stage: ``regress``, ``ingest``, ``query``, ``report``."""
+"""Sub-commands of the analysis stage: ``regress``, ``ingest``, ``query``, ``report``.
+
+Each has a description and examples in ``ww-ray COMMAND --help`` (``_REGRESS``, ``_QUERY``,
+``_REPORT`` below); errors are one ``error: ...`` line on stderr and exit status 2.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +18,42 @@ from ww_ray.analysis import query as query_mod
 from ww_ray.analysis.regression import DEFAULT_METRICS, GROUP_COLUMNS, TARGETS, read_exclude_file, regress, summary_table
 from ww_ray.errors import EXIT_USAGE
 from ww_ray.store import new_run_id, read_table, resolve_root, write_manifest, write_regressions
+
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+_REGRESS = ("Fit reported error ~ metric (OLS) per series of models, as the paper's Table 3: one fit per\n"
+            "(series, metric) with at least --min-models models that have a reported error figure. Prints\n"
+            "the fits and the mean/std of R² and MSE per metric, and stores them in ROOT/regressions/.",
+            """examples:
+  ww-ray regress ww-results                              # default metrics, series = dataset, architecture
+  ww-ray regress ww-results --metrics alpha_weighted log_norm --target top1_error
+  ww-ray regress ww-results --by source,dataset,architecture --min-models 3 --no-write
+  ww-ray regress ww-results --exclude outliers.txt       # model ids / globs to leave out, one per line
+
+metrics are columns of the models table: per-model means over the analysed matrices (alpha, ...), or
+the compound means (alpha_compound, ...: the mean of the per-layer means, so that a conv layer's
+k×k slices count once).""")
+
+_QUERY = ("SQL (DuckDB) over a dataset root. Views: layers (one row per matrix), models (the latest row per\n"
+          "model), regressions, runs (one row per run); *_all views keep every run's rows.",
+          """examples:
+  ww-ray query ww-results "SELECT model_id, status, alpha, alpha_weighted FROM models ORDER BY alpha"
+  ww-ray query ww-results "SELECT layer_name, avg(alpha) FROM layers WHERE status = 'ok' GROUP BY 1"
+  ww-ray query ww-results --example failed_models
+  ww-ray query ww-results --example runs                 # one readable line per run
+  ww-ray query ww-results --list-examples
+  ww-ray query ww-results "SELECT * FROM layers" --format parquet --out layers.parquet""")
+
+_REPORT = ("PNG figures and one HTML page (index.html) for a dataset root: reported error vs each metric per\n"
+           "series, correlation flow (alpha vs relative depth), alpha and spectral-norm histograms, one\n"
+           "layer's ESD with its power-law fit, the regression tables, flags, and which runs and models\n"
+           "went in (with their errors).",
+           """examples:
+  ww-ray report ww-results                               # writes ww-results/report/index.html
+  ww-ray report ww-results --out /tmp/report --models resnet20-12fca82f resnet56-4bfd9763
+  ww-ray report ww-results --esd-model resnet20-12fca82f --esd-layer layer3.2.conv2
+  ww-ray report s3://bucket/ww --min-models 3            # built locally, copied to s3://bucket/ww/report""")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -101,6 +141,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(f"{name}: {description}\n    {sql}\n")
         return 0
     root = _existing_root(args.root)
+    if args.example == "runs" and args.format == "table" and args.sql is None and args.out is None:
+        sys.stdout.write(runs_text(read_table(root, "runs")))
+        return 0
     relation = query_mod.query(root, query_mod.resolve_sql(args.sql, args.example))
     text = query_mod.write_result(relation, args.format, args.out)
     if text is not None:
@@ -108,6 +151,45 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _json_dict(value: object) -> dict:
+    import json
+
+    if isinstance(value, dict):
+        return value
+    try:
+        loaded = json.loads(value) if isinstance(value, str) else {}
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+_COUNT_ORDER = ("planned", "ok", "failed", "skipped", "already_done", "unfinished", "matrices")
+
+
+def _count_order(name: str) -> tuple[int, str]:
+    return (_COUNT_ORDER.index(name) if name in _COUNT_ORDER else len(_COUNT_ORDER), name)
+
+
+def runs_text(runs: pd.DataFrame) -> str:
+    """``--example runs`` as a table: one line per run with its kind, status, preset, time and counts
+    (the nested manifest fields stay available with ``--format csv`` or in SQL)."""
+    if runs.empty:
+        return "(no runs)\n"
+    rows = []
+    for run in runs.sort_values("run_id").to_dict("records"):
+        counts = _json_dict(run.get("counts"))
+        timings = _json_dict(run.get("timings"))
+        seconds = timings.get("seconds")
+        rows.append({"run_id": run.get("run_id"), "kind": run.get("kind"), "status": run.get("status"),
+                     "preset": run.get("preset") or "", "started_at": str(run.get("started_at") or "")[:19],
+                     "seconds": f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "",
+                     "counts": " ".join(f"{k}={counts[k]}" for k in sorted(counts, key=_count_order)
+                                        if counts[k] not in (0, None))})
+    frame = pd.DataFrame(rows).fillna("")
+    with pd.option_context("display.max_colwidth", 120, "display.width", 250):
+        return frame.to_string(index=False) + f"\n({len(frame)} runs; --format csv for every manifest field)\n"
 
 
 @_run
@@ -126,7 +208,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("regress", help="OLS of reported error on model metrics per (dataset, architecture) series")
+    p = subparsers.add_parser("regress", help="OLS of reported error on model metrics per (dataset, architecture) series",
+                              description=_REGRESS[0], epilog=_REGRESS[1], formatter_class=_RAW)
     p.add_argument("root", help="dataset root (folder or URI)")
     p.add_argument("--metrics", nargs="+", help=f"metrics to regress (default: {' '.join(DEFAULT_METRICS)})")
     p.add_argument("--target", default="auto", choices=TARGETS, help="error figure to regress (auto: top-1, else top-5)")
@@ -147,16 +230,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="external", help="label recorded as the rows' preset")
     p.set_defaults(func=cmd_ingest)
 
-    p = subparsers.add_parser("query", help="SQL (DuckDB) over the views layers, models, regressions, runs")
+    p = subparsers.add_parser("query", help="SQL (DuckDB) over the views layers, models, regressions, runs",
+                              description=_QUERY[0], epilog=_QUERY[1], formatter_class=_RAW)
     p.add_argument("root", help="dataset root (folder or URI)")
     p.add_argument("sql", nargs="?", help="a SQL query; or use --example")
     p.add_argument("--example", help=f"run a documented example: {', '.join(query_mod.EXAMPLES)}")
     p.add_argument("--list-examples", action="store_true", help="print the example queries and exit")
-    p.add_argument("--format", default="table", choices=query_mod.FORMATS)
+    p.add_argument("--format", default="table", choices=query_mod.FORMATS,
+                   help="table (default, aligned text), csv, or parquet (needs --out)")
     p.add_argument("--out", help="output file (required for parquet)")
     p.set_defaults(func=cmd_query)
 
-    p = subparsers.add_parser("report", help="PNG plots and an HTML page of a dataset root")
+    p = subparsers.add_parser("report", help="PNG plots and an HTML page of a dataset root",
+                              description=_REPORT[0], epilog=_REPORT[1], formatter_class=_RAW)
     p.add_argument("root", help="dataset root (folder or URI)")
     p.add_argument("--out", help="output folder (default: ROOT/report)")
     p.add_argument("--models", nargs="+", help="models to compare in flow/histogram plots (default: shallowest "
@@ -166,5 +252,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--esd-layer", help="layer name for the ESD plot (default: the largest analysed matrix, or a "
                    "sliced layer's slices pooled, with at least 200 eigenvalues)")
     p.add_argument("--esd-slice", type=int, help="conv slice id for the ESD plot")
-    p.add_argument("--min-models", type=int, default=4)
+    p.add_argument("--min-models", type=int, default=4,
+                   help="smallest series (models with a reported error) that gets a metric-vs-error plot and a "
+                        "fit when ROOT holds no stored regressions (default 4, as ww-ray regress)")
     p.set_defaults(func=cmd_report)

@@ -5,17 +5,25 @@
     ww-ray sweep configs/local-example.yaml --no-resume       # analyse everything again
     ww-ray sweep configs/quickstart.yaml --preset ww --conv-method stacked   # override the config's analysis
 
-Exit status: 0 when the run completed (failed models are data, listed in the summary), 1 when it
-completed but a zoo could not be listed, 2 for a bad config or an unusable cluster, 130 when
-interrupted (run the same command again to finish: resume picks up where it stopped); the codes
-are ``ww_ray.errors``'s, shared by every command. A bad ``--run-id`` is refused before any work starts.
+While Ray and the workers start, one line per step goes to stderr ("starting local Ray…",
+"workers ready in N s"); the progress bar follows (--no-progress: neither). The summary at the end
+lists every model not analysed and prints each distinct error message once, in full.
+
+Exit status: 0 when the run completed and analysed at least one model (failed models are data, listed
+in the summary), 1 when it completed but a zoo could not be listed, 2 for a bad config or an unusable
+cluster, 3 when it ran but analysed no model (every planned model failed or was skipped, e.g. the
+quickstart without network: the summary says which weight files to put where), 130 when interrupted
+(run the same command again to finish: resume skips what was committed; after --no-resume, run it
+without --no-resume). The codes are ``ww_ray.errors``'s, shared by every command. A bad ``--run-id``
+is refused before any work starts.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ww_ray.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, ConfigError, WwRayError, report_error
+from ww_ray.errors import (EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, ConfigError, WwRayError,
+                           report_error)
 from ww_ray.spectral.presets import CONV_METHODS, PRESETS
 
 
@@ -85,7 +93,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return report_error("sweep", exc)
     except KeyboardInterrupt:  # before any model started (listing the zoos, starting Ray): nothing was written
         return report_error("sweep", KeyboardInterrupt("interrupted before the run started; nothing was written"))
-    print(format_summary(result))
+    print(format_summary(result, resume=not args.no_resume))
+    return sweep_exit_status(result)
+
+
+def sweep_exit_status(result: Any) -> int:
+    """The exit status of a finished sweep (``SweepResult``): see the module docstring."""
+    counts = result.counts
     if result.interrupted:
         return EXIT_INTERRUPTED
+    if result.planned and not counts.get("ok") and counts.get("failed"):
+        return EXIT_ALL_FAILED
     return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ww_ray.keys import ModelKey, model_key
-from ww_ray.engine.shard_plan import LazyShard
+
+if TYPE_CHECKING:  # a type only: importing shard_plan imports torch, which CPU spectral workers never need
+    from ww_ray.engine.shard_plan import LazyShard
 
 
 @dataclass(frozen=True)

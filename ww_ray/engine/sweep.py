@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -27,7 +28,7 @@ from ww_ray.config import RayConfig, SweepConfig
 from ww_ray.engine.cluster import ray_session
 from ww_ray.engine.manifest import build_manifest
 from ww_ray.engine.plan import model_key, plan_models, shard_count
-from ww_ray.engine.progress import Progress
+from ww_ray.engine.progress import Progress, Stages
 from ww_ray.engine.results import SweepResult
 from ww_ray.engine.scheduler import deferred_interrupt
 from ww_ray.spectral.metrics import ANALYZER_VERSION
@@ -139,32 +140,49 @@ def _run(todo: list[ModelSpec], options: AnalysisOptions, root, run_id: str, ray
     from ww_ray.engine.scheduler import Scheduler
 
     started = time.monotonic()
+    stages = Stages(enabled=progress)
+    target = address or ray_cfg.address or os.environ.get("RAY_ADDRESS")
+    stages.say(f"joining Ray at {target}…" if target else "starting local Ray…")
     with ray_session(address or ray_cfg.address, ray_cfg.runtime_env, workers=ray_cfg.workers,
                      loads=ray_cfg.max_models_in_flight) as how:
         resources = cluster_resources()
+        stages.done(f"Ray ready ({resources['total'].get('CPU', 0):g} CPUs"
+                    + (f", {resources['total']['GPU']:g} GPUs" if resources["total"].get("GPU") else "")
+                    + f", {how})")
         useful = sum(shard_count(spec, 1 << 20) for spec in todo)
         pool_spec = plan_pool(ray_cfg, options, resources, max_useful=useful)
         facts["pool"] = pool_spec.as_dict()
         facts["cluster"] = {"how": how, **resources}
         pool = WorkerPool(pool_spec, options, restart_grace_s=restart_grace_s)
-        bar = Progress(len(todo), enabled=progress)
-        scheduler = Scheduler(todo, options, root, run_id, pool, max_in_flight=ray_cfg.max_models_in_flight,
-                              max_loads=loads_at_once(pool_spec.workers),
-                              max_retries=ray_cfg.max_retries, model_timeout_s=ray_cfg.model_timeout_s,
-                              node_memory=pool_spec.node_memory, on_model=bar.model_done, on_matrices=bar.matrices)
+        max_loads = loads_at_once(pool_spec.workers)
+        bar: Progress | None = None
+        scheduler: Scheduler | None = None
         try:
+            # Only as many load workers as may load at once are warmed: more would only compete for
+            # the CPUs while they import torch (further ones start when a load needs them).
+            loaders = min(max_loads, len(todo))
+            stages.say(f"starting {pool_spec.workers} spectral worker(s) on {pool_spec.device} and "
+                       f"{loaders} load worker(s)…")
             pool.start()
-            if not pool.warm_up(loaders=min(ray_cfg.max_models_in_flight, len(todo)), timeout_s=startup_timeout_s):
+            if not pool.warm_up(loaders=loaders, timeout_s=startup_timeout_s):
                 log.warning("workers still starting after %g s; going on (their models wait for them)",
                             startup_timeout_s)
+            stages.done("workers ready")
             facts["seconds_startup"] = time.monotonic() - started
+            bar = Progress(len(todo), enabled=progress)
+            scheduler = Scheduler(todo, options, root, run_id, pool, max_in_flight=ray_cfg.max_models_in_flight,
+                                  max_loads=max_loads, max_retries=ray_cfg.max_retries,
+                                  model_timeout_s=ray_cfg.model_timeout_s, node_memory=pool_spec.node_memory,
+                                  on_model=bar.model_done, on_matrices=bar.matrices)
             scheduler.run()
         except KeyboardInterrupt:
-            scheduler.abort()
+            if scheduler is not None:
+                scheduler.abort()
             raise
         finally:
-            facts["results"] = list(scheduler.results)
-            bar.close()
+            facts["results"] = list(scheduler.results) if scheduler is not None else []
+            if bar is not None:
+                bar.close()
             pool.shutdown()
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ww_ray.engine.results import ShardResult
-from ww_ray.engine.shard_plan import LazyShard
-from ww_ray.spectral.matrices import SpectralInput
 from ww_ray.spectral.presets import AnalysisOptions
+
+if TYPE_CHECKING:  # types only: shard_plan imports torch, which a CPU worker with streamed shards never needs
+    from ww_ray.engine.shard_plan import LazyShard
+    from ww_ray.spectral.matrices import SpectralInput
 
 
 class SpectralWorker:
@@ -39,7 +41,7 @@ class SpectralWorker:
     def compute(self, shard: LazyShard | list[SpectralInput], options: AnalysisOptions) -> ShardResult:
         """Rows for the shard (in layer order) and how long they took."""
         started = time.perf_counter()
-        if isinstance(shard, LazyShard):
+        if not isinstance(shard, list):  # a LazyShard: unpickling it imported shard_plan already
             from ww_ray.api import analyze_weights
             from ww_ray.engine.shard_plan import read_layer_weights
 

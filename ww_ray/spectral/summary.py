@@ -35,7 +35,12 @@ SUMMARY_METRICS = [
 
 
 def summarize(layers: pd.DataFrame) -> dict[str, Any]:
-    """Model averages of a per-layer DataFrame as returned by ``ww_ray.analyze``."""
+    """Model averages of a per-layer DataFrame as returned by ``ww_ray.analyze``.
+
+    ``<metric>`` is the mean over the analysed matrices; ``<metric>_compound`` the mean of the per-layer
+    means, so that a conv layer cut into k×k slices counts once, like a linear layer, instead of k² times
+    (the two agree when every layer is one matrix). Embedding layers and rows not ``ok`` are left out.
+    """
     status = layers["status"] if "status" in layers else pd.Series("ok", index=layers.index)
     analysed = layers[(status == "ok") & (layers.get("layer_type", "") != "embedding")]
     summary: dict[str, Any] = {}
