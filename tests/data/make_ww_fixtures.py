@@ -27,7 +27,8 @@ venv): powerlaw 2.0 no longer accepts the ``distribution=`` keyword it passes, a
 
 Models (``torch.manual_seed(0)``, default torch initialisation, then a fixed rank-4 perturbation so
 each ESD has a few spikes above its bulk): ``mlp`` (Linear 256→128→96→10) and ``cnn`` (Conv2d 3→16→64→64
-3×3, Linear 64→10).
+3×3, Linear 64→10). For 0.7.x also ``cnn_slices.csv``: ``analyze(pool=False)``, one row per
+conv slice, with no summary beside it.
 """
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def main() -> int:
         details.to_csv(out / f"{name}.csv")
         if version.startswith("0.7."):
             (out / f"{name}.json").write_text(json.dumps({k: float(v) for k, v in summary.items()}, indent=1) + "\n")
+            if name == "cnn":  # one row per conv slice (pool=False), and no summary beside it
+                ww.WeightWatcher(model=model).analyze(pool=False).to_csv(out / "cnn_slices.csv")
         else:
             (out / f"{name}.txt").write_text(str(summary) + "\n")
         print(f"{out.name}/{name}: {len(details)} detail rows, summary keys {sorted(summary)}")

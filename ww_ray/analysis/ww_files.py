@@ -173,7 +173,8 @@ def read_details(path: Path) -> Details:
     Values are kept as the tool wrote them; ``status`` is ``ok`` for a matrix WeightWatcher
     analysed (``failed`` where its fit status says so, ``skipped`` where the row has no metric),
     ``slice_id`` is the 0-based k×k position of a conv slice (0.2.x ``slice`` − 1, or the row's
-    position within its layer for a ≥ 0.4 table with several rows per layer, e.g. ``ww2x=True``),
+    ``slice_id`` of a ≥ 0.4 table with several rows per layer, ``pool=False`` / ``ww2x=True``, or
+    the row's position within its layer where that column is absent),
     ``conv_method`` is ``slices`` for per-slice rows and ``pooled`` for ≥ 0.4 conv rows.
     """
     frame = _drop_index(pd.read_csv(path))
@@ -208,7 +209,9 @@ def read_details(path: Path) -> Details:
         rows["slice_id"] = (slice_number - 1).where(conv & slice_number.notna())
         rows["conv_method"] = pd.Series("slices", index=frame.index).where(conv & rows["slice_id"].notna())
     else:
-        rows["slice_id"] = rows.groupby("layer_index").cumcount().astype(float).where(conv & (per_layer > 1))
+        position = pd.to_numeric(frame["slice_id"], errors="coerce") if "slice_id" in frame else \
+            rows.groupby("layer_index").cumcount().astype(float)
+        rows["slice_id"] = position.where(conv & (per_layer > 1))
         rows["conv_method"] = pd.Series(np.where(per_layer > 1, "slices", "pooled"), index=frame.index).where(conv)
     _statuses(rows, frame, layout, path)
     if "warning" in rows:

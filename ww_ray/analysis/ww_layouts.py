@@ -103,8 +103,8 @@ DETAILS_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
 #: Columns a layout uses for structure (read, not metrics): never reported as unmapped.
 STRUCTURE_COLUMNS = {
     "0.2": ("layer_type", "slice", "slice_count", "level", "comment", "layer_count"),
-    "0.4-0.6": ("layer_type", "warning", "name", "longname"),
-    "0.7": ("layer_type", "status", "name", "longname"),
+    "0.4-0.6": ("layer_type", "warning", "name", "longname", "slice_id"),
+    "0.7": ("layer_type", "status", "name", "longname", "slice_id"),
 }
 
 #: Summary keys (``get_summary()``) and one-row-per-model table columns -> ``models`` columns.
