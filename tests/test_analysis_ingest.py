@@ -57,8 +57,9 @@ def test_column_map_of_ww_027_names() -> None:
                                     "spectralnorm", "alpha", "alpha_weighted", "logpnorm", "softrank", "norm"])
     assert mapping == {"lognorm": "log_norm", "lognorm_compound": "log_norm_compound",
                        "logspectralnorm": "log_spectral_norm", "spectralnorm": "lambda_max", "alpha": "alpha",
-                       "alpha_weighted": "alpha_weighted", "logpnorm": "log_alpha_norm"}
-    assert unmapped == ["softrank", "norm"]
+                       "alpha_weighted": "alpha_weighted", "logpnorm": "log_alpha_norm",
+                       "softrank": "stable_rank"}  # 0.2.x softrank = ||W||_F^2 / sigma_max^2, the stable rank
+    assert unmapped == ["norm"]
 
 
 def test_ingest_writes_a_regressable_root(tmp_path: Path) -> None:
@@ -67,20 +68,26 @@ def test_ingest_writes_a_regressable_root(tmp_path: Path) -> None:
                             analyzer_version="weightwatcher-0.2.7")
     assert result.models == 311 and result.with_error == 296 and result.without_architecture == []
     assert all(m.startswith(("pspnet", "deeplabv3", "fcn8sd")) for m in result.without_error)
-    assert "softrank_mp" in result.unmapped_columns and "lognorm" not in result.unmapped_columns
+    assert "softranklog" in result.unmapped_columns and "lognorm" not in result.unmapped_columns
+    assert "softrank_mp" not in result.unmapped_columns and result.layers == 0
     models = read_table(tmp_path, "models").set_index("model_id")
     source = pd.read_csv(csv).set_index("modelname")
     wrn = models.loc["wrn28_10_cifar100"]
     assert wrn["log_norm"] == source.loc["wrn28_10_cifar100", "lognorm"]
     assert wrn["lambda_max"] == source.loc["wrn28_10_cifar100", "spectralnorm"]
     assert wrn["log_alpha_norm_compound"] == source.loc["wrn28_10_cifar100", "logpnorm_compound"]
+    assert wrn["stable_rank"] == source.loc["wrn28_10_cifar100", "softrank"]
+    assert wrn["mp_softrank"] == source.loc["wrn28_10_cifar100", "softrank_mp"]
+    assert wrn["analyzer_version"] == "weightwatcher-0.2.7"
     assert (wrn["architecture"], wrn["dataset"], wrn["status"], wrn["source"]) == ("WRN", "cifar100", "ok", "pytorchcv")
     assert models.loc["resnet20_cifar10", "top1_error"] == 5.97 and models.loc["resnet10_cub", "dataset"] == "cub200"
     assert pd.isna(models.loc["pspnet_resnetd101b_voc", "top1_error"])
     assert models.loc["pspnet_resnetd101b_voc", "reported_measure"] == "miou"
     (manifest,) = read_manifests(tmp_path)
     assert manifest["kind"] == "ingest" and manifest["counts"]["models"] == 311
-    assert manifest["inputs"]["metrics"]["sha256"] and manifest["column_map"]["logpnorm"] == "log_alpha_norm"
+    (inputs,) = manifest["inputs"]
+    assert inputs["kind"] == "summary_table" and inputs["sha256"] and inputs["models"] == 311
+    assert manifest["column_map"]["logpnorm"] == "log_alpha_norm"
     # a second ingest is a second run: latest rows win, nothing duplicated or overwritten
     ingest_metrics(csv, [WW_TRENDS / "pytorchcv.html"], tmp_path, source="pytorchcv")
     assert len(read_table(tmp_path, "models")) == 311 and len(read_table(tmp_path, "models", latest=False)) == 622

@@ -26,9 +26,9 @@ _REGRESS = ("Fit reported error ~ metric (OLS) per series of models, as the pape
             "(series, metric) with at least --min-models models that have a reported error figure. Prints\n"
             "the fits and the mean/std of R² and MSE per metric, and stores them in ROOT/regressions/.",
             """examples:
-  ww-ray regress ww-results                              # default metrics, series = dataset, architecture
+  ww-ray regress ww-results                              # default metrics, series = source, dataset, architecture
   ww-ray regress ww-results --metrics alpha_weighted log_norm --target top1_error
-  ww-ray regress ww-results --by source,dataset,architecture --min-models 3 --no-write
+  ww-ray regress ww-results --by dataset,architecture --min-models 3 --no-write  # mix sources
   ww-ray regress ww-results --exclude outliers.txt       # model ids / globs to leave out, one per line
 
 metrics are columns of the models table: per-model means over the analysed matrices (alpha, ...), or
@@ -90,7 +90,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
     by = _split([args.by])
     metrics = _split(args.metrics) or list(DEFAULT_METRICS)
     models = read_table(root, "models")
-    fits = regress(models, metrics=metrics, target=args.target, min_models=args.min_models, exclude=exclude, by=by)
+    fits = regress(models, metrics=metrics, target=args.target, min_models=args.min_models, exclude=exclude, by=by,
+                   allow_mixed=args.allow_mixed_analyzers)
     if fits.empty:
         print(f"no (series, metric) with at least {args.min_models} ok models and an error figure "
               f"({len(models)} models in {root}); nothing written", file=sys.stderr)
@@ -107,7 +108,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         write_manifest(root, run_id, {
             "kind": "regress", "started_at": started, "finished_at": _dt.datetime.now(_dt.timezone.utc),
             "options": {"metrics": metrics, "target": args.target, "min_models": args.min_models,
-                        "exclude": exclude, "by": by},
+                        "exclude": exclude, "by": by, "allow_mixed_analyzers": args.allow_mixed_analyzers},
             "counts": {"regressions": len(fits), "series": int(fits.groupby(by).ngroups), "models_read": len(models)},
         })
         print(f"\nwrote {len(fits)} regressions to {path} (run {run_id})")
@@ -116,17 +117,17 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 @_run
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ww_ray.analysis.ingest import ingest_metrics
+    from ww_ray.analysis.ingest import ingest
 
-    result = ingest_metrics(args.csv, args.reported or [], args.out, source=args.source,
-                            analyzer_version=args.analyzer_version, preset=args.preset)
-    print(f"ingested {result.models} models into {result.root} (run {result.run_id}); "
-          f"{result.with_error} have an error figure")
+    result = ingest(args.paths, args.reported or [], args.out, source=args.source,
+                    analyzer_version=args.analyzer_version, preset=args.preset)
+    print(f"ingested {result.models} models and {result.layers} layer rows into {result.root} (run {result.run_id}; "
+          f"analyzer {', '.join(result.analyzer_versions)}); {result.with_error} have an error figure")
     if result.without_error:
         print(f"{len(result.without_error)} without a top-1/top-5 error (left out of error regressions): "
               + ", ".join(result.without_error[:20]) + (" ..." if len(result.without_error) > 20 else ""))
     if result.unmapped_columns:
-        print("columns with no models-table equivalent, not ingested: " + ", ".join(result.unmapped_columns))
+        print("columns with no dataset equivalent, not ingested: " + ", ".join(result.unmapped_columns))
     for note in result.notes[:20]:
         print(f"note: {note}")
     if len(result.notes) > 20:
@@ -208,25 +209,33 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("regress", help="OLS of reported error on model metrics per (dataset, architecture) series",
+    p = subparsers.add_parser("regress", help="OLS of reported error on model metrics per (source, dataset, architecture) series",
                               description=_REGRESS[0], epilog=_REGRESS[1], formatter_class=_RAW)
     p.add_argument("root", help="dataset root (folder or URI)")
     p.add_argument("--metrics", nargs="+", help=f"metrics to regress (default: {' '.join(DEFAULT_METRICS)})")
     p.add_argument("--target", default="auto", choices=TARGETS, help="error figure to regress (auto: top-1, else top-5)")
     p.add_argument("--min-models", type=int, default=4, help="smallest series regressed (default 4)")
     p.add_argument("--exclude", help="file of model ids / globs to leave out, one per line (# comments)")
-    p.add_argument("--by", default="dataset,architecture", help="series columns (subset of source,dataset,architecture)")
+    p.add_argument("--by", default="source,dataset,architecture", help="series columns (subset of source,dataset,architecture; "
+                   "default: all three, so two sources of one architecture are two series)")
+    p.add_argument("--allow-mixed-analyzers", action="store_true", help="fit a series even when its models' "
+                   "analyzer versions define log_norm differently (WeightWatcher < 0.4 vs later / ww_ray)")
     p.add_argument("--positive-only", action="store_true", help="summary over fits with a positive slope only")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the regressions table")
     p.set_defaults(func=cmd_regress)
 
-    p = subparsers.add_parser("ingest", help="turn a WeightWatcher-style per-model metric CSV into a dataset root")
-    p.add_argument("csv", help="per-model summary CSV (one row per model)")
+    p = subparsers.add_parser("ingest", help="turn WeightWatcher results (get_details/get_summary files, summary "
+                              "tables, folders of them; any release) into a dataset root")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a per-model summary CSV (one row per model), a get_details() CSV of one model (model id = "
+                   "file stem; its get_summary() beside it as <stem>.txt or <stem>.json), a summary file, or a folder")
     p.add_argument("--reported", action="append", help="file of reported errors (README HTML, pytorchcv metainfo "
                    "CSV, or a CSV with model/top1_error/top5_error); repeat, earlier files win")
     p.add_argument("--out", required=True, help="dataset root to write")
-    p.add_argument("--source", help="source name of the models (default: the CSV's file stem)")
-    p.add_argument("--analyzer-version", default="external", help="what computed the metrics, e.g. weightwatcher-0.2.7")
+    p.add_argument("--source", help="source of the models (default: a summary CSV's stem; for per-model files "
+                   "the name of their folder)")
+    p.add_argument("--analyzer-version", help="what computed the metrics, e.g. weightwatcher-0.2.7 (default: the "
+                   "release family the files' layout shows, e.g. weightwatcher-0.7.x); recorded on every row")
     p.add_argument("--preset", default="external", help="label recorded as the rows' preset")
     p.set_defaults(func=cmd_ingest)
 

@@ -1,6 +1,7 @@
 """The regression stage: OLS of reported error on model-averaged metrics, per architecture series.
 
-For every series — models sharing ``(dataset, architecture)`` by default — and every metric, fit
+For every series — models sharing ``(source, dataset, architecture)`` by default, so a torchvision
+and a pytorchcv ResNet series stay two series — and every metric, fit
 ``error = intercept + slope · metric`` by ordinary least squares (statsmodels) and report n, slope,
 intercept, R², MSE = SSE/n, RMSE, the slope's p-value and Kendall's τ with its p-value. This is
 the analysis of Martin, Peng & Mahoney, *Predicting trends in the quality of state-of-the-art
@@ -12,6 +13,14 @@ Only models with status ``ok`` enter, and only with a figure that is an error: `
 mIoU, AP, accuracy...). Metrics are columns of the ``models`` table, plus the derived metric
 ``ln_mean_lambda_max`` = ln of the model's average λmax, which is the paper's ⟨log‖W‖∞⟩ column
 (the natural log of the model's average spectral norm, not the average of log10 λmax).
+
+A series whose models were computed under the two conventions of ``log_norm`` (WeightWatcher
+< 0.4: log10 ‖W‖_F, dense eigenvalues halved; ≥ 0.4 and ww_ray: log10 ‖W‖_F²; read off each row's
+``analyzer_version`` by :func:`ww_ray.analysis.ww_layouts.log_norm_meaning`) is not fitted on the
+metrics whose meaning differs (``CONVENTION_DEPENDENT``, their ``_compound`` variants and the
+metrics derived from them): a :class:`MixedAnalyzerWarning` names the series and versions
+(``allow_mixed=True`` fits them anyway). A series mixing a known convention with an unknown
+``analyzer_version`` (e.g. ``external``) is fitted, with the same warning.
 
 This module is pure computation on DataFrames: no I/O.
 """
@@ -26,6 +35,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ww_ray.analysis.ww_layouts import CONVENTION_DEPENDENT, log_norm_meaning
 from ww_ray.zoos.spec import ERROR_MEASURES
 
 #: The metrics regressed by default.
@@ -39,6 +49,22 @@ DERIVED_METRICS: dict[str, tuple[str, Callable[[pd.Series], pd.Series]]] = {
 TARGETS = ("auto", "top1_error", "top5_error")
 GROUP_COLUMNS = ("source", "dataset", "architecture")
 _AUTO_ORDER = ("top1_error", "top5_error")
+
+
+class MixedAnalyzerWarning(UserWarning):
+    """A series mixes analyzer versions whose ``log_norm`` (and related metrics) differ in meaning."""
+
+
+def convention_dependent(metric: str) -> bool:
+    """True for a metric whose values differ in meaning between WeightWatcher < 0.4 and later releases."""
+    column = DERIVED_METRICS[metric][0] if metric in DERIVED_METRICS else metric
+    return column.removesuffix("_compound") in CONVENTION_DEPENDENT
+
+
+def _conventions(group: pd.DataFrame) -> tuple[set[str], list[str]]:
+    versions = sorted({str(v) for v in group["analyzer_version"].dropna()}) if "analyzer_version" in group else []
+    meanings = {log_norm_meaning(v) for v in versions}
+    return meanings, versions
 
 
 @dataclass(frozen=True)
@@ -142,14 +168,20 @@ def regress(
     target: str = "auto",
     min_models: int = 4,
     exclude: Iterable[str] = (),
-    by: Sequence[str] = ("dataset", "architecture"),
+    by: Sequence[str] | None = None,
+    allow_mixed: bool = False,
 ) -> pd.DataFrame:
     """Fit every (series, metric) with at least ``min_models`` models; one row per fit.
 
-    Columns follow the ``regressions`` table (``run_id``/``created_at`` are the writer's). With
-    ``target="auto"`` each series uses top-1 error if ``min_models`` of its models have one, else
-    top-5, else another error measure. Series with a null grouping value are not formed.
+    ``by`` defaults to ``GROUP_COLUMNS`` (``source, dataset, architecture``), or ``dataset,
+    architecture`` for a frame without a ``source`` column. Columns follow the ``regressions``
+    table (``run_id``/``created_at`` are the writer's). With ``target="auto"`` each series uses
+    top-1 error if ``min_models`` of its models have one, else top-5, else another error measure.
+    Series with a null grouping value are not formed. Mixed ``log_norm`` conventions in a series:
+    see the module docstring.
     """
+    if by is None:
+        by = GROUP_COLUMNS if "source" in models.columns else tuple(c for c in GROUP_COLUMNS if c != "source")
     if min_models < 2:
         raise ValueError("min_models must be at least 2")
     bad = [c for c in by if c not in GROUP_COLUMNS]
@@ -169,7 +201,23 @@ def regress(
         if chosen is None:
             continue
         y_all = error_values(group, chosen)
+        meanings, versions = _conventions(group)
+        mixed = len(meanings - {None}) > 1
+        if mixed or (len(meanings) > 1 and None in meanings):
+            name = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+            if not mixed:
+                action = "fitted, but an unknown analyzer_version may use either convention"
+            elif allow_mixed:
+                action = "fitted anyway (allow_mixed)"
+            elif any(convention_dependent(m) for m in metrics):
+                action = "not fitted on " + ", ".join(m for m in metrics if convention_dependent(m))
+            else:
+                action = "fitted (none of the metrics asked depends on the convention)"
+            warnings.warn(f"series {name} mixes analyzer versions {versions} whose log_norm means "
+                          f"{sorted(str(m) for m in meanings)}: {action}", MixedAnalyzerWarning, stacklevel=2)
         for metric in metrics:
+            if mixed and not allow_mixed and convention_dependent(metric):
+                continue
             x_all = metric_columns[metric].loc[group.index]
             usable = y_all.notna() & x_all.notna()
             if usable.sum() < min_models:
