@@ -261,3 +261,15 @@ def test_a_cpu_spectral_worker_imports_neither_torch_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
                          timeout=300, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_zoo_list_shows_the_file_each_model_needs_and_its_url(capsys) -> None:
+    """configs/quickstart.yaml sends an offline user to `ww-ray zoo list` for the files to fetch by hand."""
+    assert main(["zoo", "list", str(REPO / "configs" / "quickstart.yaml")]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "file" in text.splitlines()[0] and "resnet20_cifar10-0597-9b0024ac.pth" in text
+    assert main(["zoo", "list", str(REPO / "configs" / "quickstart.yaml"), "--format", "json"]) == EXIT_OK
+    records = {r["model_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["resnet20_cifar10"]["file"] == "resnet20_cifar10-0597-9b0024ac.pth"
+    assert records["resnet20_cifar10"]["url"] == ("https://github.com/osmr/imgclsmob/releases/download/v0.0.163/"
+                                                  "resnet20_cifar10-0597-9b0024ac.pth.zip")

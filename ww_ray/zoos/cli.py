@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ww_ray.config import load_config
@@ -18,7 +19,7 @@ from ww_ray.errors import EXIT_OK, ModelSkipped, WwRayError, report_error
 from ww_ray.zoos.spec import SKIP_REASON, ModelSpec
 
 LIST_COLUMNS = ("source", "model_id", "revision", "architecture", "dataset", "task", "params", "top1_error",
-                "top5_error", "reported_measure", "reported_value", "size_bytes", "status", "reason")
+                "top5_error", "reported_measure", "reported_value", "size_bytes", "file", "url", "status", "reason")
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +42,9 @@ def register(subparsers: Any) -> None:
 def spec_record(spec: ModelSpec) -> dict[str, Any]:
     """One listing row: the spec's columns plus its status (ready / skipped / unavailable) and reason."""
     row = spec.to_row()
+    # the weight file a zoo reads and where it comes from: what to fetch by hand to work offline
+    row["file"] = spec.extra.get("file_name") or (Path(spec.uri).name if spec.uri and "://" not in spec.uri else None)
+    row["url"] = spec.uri if spec.uri and "://" in spec.uri else None
     if spec.extra.get(SKIP_REASON):
         row["status"], row["reason"] = "skipped", spec.extra[SKIP_REASON]
     elif spec.extra.get("load_error"):
@@ -73,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def format_table(records: list[dict[str, Any]]) -> str:
     """Aligned text table: one model per line, revision shortened, figures with their measure."""
     columns = ("source", "model_id", "revision", "architecture", "dataset", "params", "top1_error", "top5_error",
-               "reported", "status")
+               "reported", "file", "status")
     lines = []
     for r in records:
         reported = f"{r['reported_measure']}={r['reported_value']:g}" if r["reported_value"] is not None else ""
@@ -84,6 +88,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
             "top1_error": "" if r["top1_error"] is None else f"{r['top1_error']:.2f}",
             "top5_error": "" if r["top5_error"] is None else f"{r['top5_error']:.2f}",
             "reported": reported,
+            "file": r["file"] or "",
             "status": r["status"] + (f": {r['reason']}" if r["reason"] else ""),
         })
     widths = {c: max([len(c)] + [len(str(line[c])) for line in lines]) for c in columns[:-1]}
