@@ -152,6 +152,7 @@ def format_summary(result: SweepResult, slowest: int = 5, failures: int = 10, re
         lines.append(f"  no model was analysed: every one of the {result.planned} planned models failed or was "
                      f"skipped (exit status {EXIT_ALL_FAILED})")
     lines.append(f"  data: {result.root}  (layers/, models/, runs/{result.run_id}.json)")
-    lines.append(f"  query: ww_ray.store.open_dataset({str(result.root)!r}).sql('SELECT model_id, status, alpha FROM models')"
-                 f", or DuckDB read_parquet('{result.root}/models/**/*.parquet', hive_partitioning=true)")
+    # the views, not raw read_parquet globs: those also see every run's rows and files a compaction replaced
+    lines.append(f"  query: ww-ray query {result.root} \"SELECT model_id, status, alpha FROM models\"  "
+                 f"(or ww_ray.open_dataset({str(result.root)!r}).sql(...))")
     return "\n".join(lines)
