@@ -273,3 +273,22 @@ def test_zoo_list_shows_the_file_each_model_needs_and_its_url(capsys) -> None:
     assert records["resnet20_cifar10"]["file"] == "resnet20_cifar10-0597-9b0024ac.pth"
     assert records["resnet20_cifar10"]["url"] == ("https://github.com/osmr/imgclsmob/releases/download/v0.0.163/"
                                                   "resnet20_cifar10-0597-9b0024ac.pth.zip")
+
+
+@pytest.mark.parametrize("batches, status, zoo_error, expected", [
+    ([["ok", "failed"]], "completed", None, EXIT_OK),
+    ([["failed"], ["failed", "skipped"]], "completed", None, EXIT_ALL_FAILED),
+    ([], "completed", None, EXIT_OK),                    # nothing new on the Hub is not a failure
+    ([["ok"]], "completed", "listing failed", EXIT_ZOO_ERRORS),
+    ([["failed"]], "interrupted", None, EXIT_INTERRUPTED),
+])
+def test_rescan_exit_status(batches, status, zoo_error, expected):
+    from ww_ray.rescan.cli import rescan_exit_status
+    from ww_ray.rescan.run import RescanResult
+
+    sweeps = [_result([ModelResult("z", f"m{i}", "r", s, None if s == "ok" else "boom", 1)
+                       for i, s in enumerate(batch)]) for batch in batches]
+    zoos = [type("Scan", (), {"index": 0, "error": zoo_error})()]
+    result = RescanResult(run_id="r", root="/data", status=status, zoos=zoos, selection=None, selected=[],
+                          pending={}, batches=sweeps)
+    assert rescan_exit_status(result) == expected

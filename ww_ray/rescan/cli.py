@@ -5,7 +5,8 @@
     ww-ray rescan configs/nightly-rescan.yaml --dry-run                # list and select, analyse nothing
 
 Exit status: 0 when the rescan completed, 1 when it completed but a zoo could not be listed (that
-zoo keeps its watermark), 2 for a bad config, an offline Hub or an unusable cluster, 130 when
+zoo keeps its watermark), 3 when it analysed models but none ended ``ok`` (every one failed: look
+at the summary's errors), 2 for a bad config, an offline Hub or an unusable cluster, 130 when
 interrupted (run it again: models already committed are skipped, the watermark did not move).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ww_ray.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, WwRayError, report_error
+from ww_ray.errors import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ZOO_ERRORS, WwRayError, report_error
 
 
 def add_rescan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +64,16 @@ def cmd_rescan(args: argparse.Namespace, client: Any | None = None) -> int:
     print(result.summary())
     if args.report:
         _write_report(Path(args.report), result)
+    return rescan_exit_status(result)
+
+
+def rescan_exit_status(result: Any) -> int:
+    """The exit status of a finished rescan (``RescanResult``): see the module docstring."""
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
+    statuses = [r.status for batch in result.batches for r in batch.results]
+    if statuses and "ok" not in statuses and "failed" in statuses:
+        return EXIT_ALL_FAILED
     return EXIT_ZOO_ERRORS if result.zoo_errors else EXIT_OK
 
 
