@@ -184,27 +184,29 @@ def rescan_yaml(hub: FakeHub, out: Path, rescan: dict[str, Any] | None = None, *
 
 
 def _child(state: str, config: str, address: str, kill_after: str, marker: str) -> None:
-    """Run a rescan that stops dead (waits to be SIGKILLed) after ``kill_after`` model commits."""
+    """Run a rescan that stops dead (waits to be SIGKILLed) after ``kill_after`` models are committed."""
+    import os
     import time
 
-    import ww_ray.engine.scheduler as scheduler
+    os.environ["WW_RAY_COMMIT_BATCH"] = "1"  # each model written on its own: the kill comes after exactly kill_after
     from ww_ray.rescan import load_rescan_config, run_rescan
+    from ww_ray.store.writer import ModelCommitter
 
     committed = []
-    real_commit = scheduler.commit_model
+    real_flush = ModelCommitter.flush
 
-    def commit_then_maybe_hang(*args: Any, **kwargs: Any) -> None:
-        real_commit(*args, **kwargs)
-        committed.append(args[2]["model_id"])
+    def flush_then_maybe_hang(self: ModelCommitter) -> list[dict[str, Any]]:
+        written = real_flush(self)
+        committed.extend(row["model_id"] for row in written)
         if len(committed) >= int(kill_after):
             Path(marker).write_text("\n".join(committed))
             while True:
                 time.sleep(1)
+        return written
 
-    scheduler.commit_model = commit_then_maybe_hang
+    ModelCommitter.flush = flush_then_maybe_hang
     hub = FakeHub.load(Path(state))
     run_rescan(load_rescan_config(config).with_overrides(address=address), client=hub, progress=False)
-
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

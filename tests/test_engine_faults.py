@@ -16,7 +16,7 @@ from ww_ray.config import RayConfig, parse_config
 from ww_ray.engine import run_sweep
 from ww_ray.engine.cluster import LOOPBACK, loopback_only
 from ww_ray.spectral.presets import resolve_options
-from ww_ray.store import read_table
+from ww_ray.store import open_pyarrow, read_table
 from ww_ray.zoos.registry import enumerate_specs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -54,11 +54,11 @@ def three_node_cluster():
             cluster.shutdown()
 
 
-def _kill_after(cluster, node, models_dir: Path, committed: int, state: dict) -> None:
-    """Kill ``node`` once ``committed`` models are in the dataset; record how many were there."""
+def _kill_after(cluster, node, out: Path, committed: int, state: dict) -> None:
+    """Kill ``node`` once ``committed`` models have a committed ``models`` row; record how many had."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        done = len(list(models_dir.rglob("*.parquet")))
+        done = open_pyarrow(str(out), "models").count_rows()  # the rows readers see, however batched
         if done >= committed:
             cluster.remove_node(node, allow_graceful=False)
             state["committed_at_kill"] = done
@@ -66,15 +66,16 @@ def _kill_after(cluster, node, models_dir: Path, committed: int, state: dict) ->
         time.sleep(0.05)
 
 
-def test_killing_a_worker_node_mid_sweep_still_ends_every_model_once(three_node_cluster, tmp_path):
+def test_killing_a_worker_node_mid_sweep_still_ends_every_model_once(three_node_cluster, tmp_path, monkeypatch):
     cluster, workers = three_node_cluster
+    monkeypatch.setenv("WW_RAY_COMMIT_BATCH", "2")  # batched commits (two models a file), the kill between two
     zoo = tmp_path / "zoo"
     count = 10
     write_dense_zoo(zoo, count=count, shapes=[(900, 600)] * 4, seed=100)
     specs = enumerate_specs(parse_config({"zoos": [{"kind": "local", "path": str(zoo)}]}, base_dir=tmp_path))
     out = tmp_path / "out"
     state: dict = {}
-    killer = threading.Thread(target=_kill_after, args=(cluster, workers[0], out / "models", 2, state), daemon=True)
+    killer = threading.Thread(target=_kill_after, args=(cluster, workers[0], out, 2, state), daemon=True)
     killer.start()
     result = run_sweep(specs, resolve_options("paper"), str(out),
                        RayConfig(max_models_in_flight=3, max_retries=3), progress=False, restart_grace_s=10)

@@ -1,4 +1,6 @@
-"""Store reads: latest-row semantics, resume keys, DuckDB views with hive partitioning, pyarrow."""
+"""Store reads: latest-row semantics, resume keys, DuckDB views with hive partitioning, pyarrow.
+
+Latest-row, resume-key and commit-id tests run on a local folder and on ``s3://`` (moto's S3 server)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,8 +8,23 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.dataset as pads
+import pytest
+
+from tests._store_util import child_root, moto_s3_server, s3_uri
 
 from ww_ray.store import commit_model, done_keys, new_run_id, open_dataset, open_pyarrow, read_table, write_regressions
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path: Path) -> str:
+    """A dataset root: a local folder, or a fresh prefix on the moto S3 server."""
+    return str(tmp_path) if request.param == "local" else s3_uri(request.getfixturevalue("s3_endpoint"))
 
 
 def _row(run_id: str, model_id: str, status: str = "ok", version: str = "1.0", dataset: str = "CIFAR-10",
@@ -22,7 +39,7 @@ def _layers(alphas: list[float]) -> list[dict]:
     return [{"layer_index": i, "layer_name": f"l{i}", "alpha": a, "status": "ok"} for i, a in enumerate(alphas)]
 
 
-def _two_runs(root: Path) -> tuple[str, str]:
+def _two_runs(root: str | Path) -> tuple[str, str]:
     run1 = "20240101T000000.000000Z-aaaaaaaa"
     run2 = "20240102T000000.000000Z-bbbbbbbb"
     commit_model(root, _layers([2.0, 3.0]), _row(run1, "a", alpha=2.5, t=0))
@@ -36,37 +53,37 @@ def _two_runs(root: Path) -> tuple[str, str]:
     return run1, run2
 
 
-def test_latest_row_per_key(tmp_path: Path) -> None:
-    run1, run2 = _two_runs(tmp_path)
-    models = read_table(tmp_path, "models").set_index("model_id")
+def test_latest_row_per_key(root: str) -> None:
+    run1, run2 = _two_runs(root)
+    models = read_table(root, "models").set_index("model_id")
     assert sorted(models.index) == ["a", "b", "c", "d", "e"]
     assert models.loc["a", "run_id"] == run2 and models.loc["a", "alpha"] == 6.0
     assert models.loc["c", "status"] == "ok" and models.loc["b", "run_id"] == run1
-    assert len(read_table(tmp_path, "models", latest=False)) == 7
-    layers = read_table(tmp_path, "layers")
+    assert len(read_table(root, "models", latest=False)) == 7
+    layers = read_table(root, "layers")
     assert sorted(layers.loc[layers.model_id == "a", "alpha"]) == [5.0, 6.0, 7.0]  # only the latest run's
     assert len(layers) == 3 + 1 + 1 + 1
-    assert len(read_table(tmp_path, "layers", latest=False)) == 2 + 1 + 3 + 1 + 1
+    assert len(read_table(root, "layers", latest=False)) == 2 + 1 + 3 + 1 + 1
 
 
-def test_latest_uses_finished_at_then_run_id(tmp_path: Path) -> None:
+def test_latest_uses_finished_at_then_run_id(root: str) -> None:
     late_run, early_run = "20240105T000000.000000Z-00000000", "20240101T000000.000000Z-00000000"
-    commit_model(tmp_path, [], _row(late_run, "a", alpha=1.0, t=5))
-    commit_model(tmp_path, [], _row(early_run, "a", alpha=2.0, t=9))  # finished later: wins
-    assert read_table(tmp_path, "models").loc[0, "alpha"] == 2.0
-    commit_model(tmp_path, [], _row(late_run, "a", alpha=3.0, t=9))  # same time: the greater run id wins
-    assert read_table(tmp_path, "models").loc[0, "alpha"] == 3.0
+    commit_model(root, [], _row(late_run, "a", alpha=1.0, t=5))
+    commit_model(root, [], _row(early_run, "a", alpha=2.0, t=9))  # finished later: wins
+    assert read_table(root, "models").loc[0, "alpha"] == 2.0
+    commit_model(root, [], _row(late_run, "a", alpha=3.0, t=9))  # same time: the greater run id wins
+    assert read_table(root, "models").loc[0, "alpha"] == 3.0
 
 
-def test_done_keys_resume_semantics(tmp_path: Path) -> None:
-    _two_runs(tmp_path)
-    assert done_keys(tmp_path, "1.0") == {("pytorchcv", m, "r-" + m) for m in "abcde"}
+def test_done_keys_resume_semantics(root: str) -> None:
+    _two_runs(root)
+    assert done_keys(root, "1.0") == {("pytorchcv", m, "r-" + m) for m in "abcde"}
     run3 = new_run_id()
-    commit_model(tmp_path, [], _row(run3, "b", status="failed", t=20))  # latest row failed: retried
-    assert ("pytorchcv", "b", "r-b") not in done_keys(tmp_path, "1.0")
-    assert done_keys(tmp_path, "2.0") == set()  # a new analyzer version redoes everything
-    assert done_keys(tmp_path, "1.0", preset="ww") == set()
-    assert done_keys(tmp_path / "missing", "1.0") == set()
+    commit_model(root, [], _row(run3, "b", status="failed", t=20))  # latest row failed: retried
+    assert ("pytorchcv", "b", "r-b") not in done_keys(root, "1.0")
+    assert done_keys(root, "2.0") == set()  # a new analyzer version redoes everything
+    assert done_keys(root, "1.0", preset="ww") == set()
+    assert done_keys(child_root(root, "missing"), "1.0") == set()
 
 
 def test_duckdb_views_with_hive_partitioning(tmp_path: Path) -> None:
@@ -108,13 +125,13 @@ def test_pyarrow_dataset_and_empty_root(tmp_path: Path) -> None:
     assert read_table(empty, "models").empty
 
 
-def test_a_model_committed_twice_in_one_run_shows_one_set_of_layers(tmp_path: Path) -> None:
+def test_a_model_committed_twice_in_one_run_shows_one_set_of_layers(root: str) -> None:
     run = "20240101T000000.000000Z-aaaaaaaa"
-    commit_model(tmp_path, _layers([2.0, 3.0]), _row(run, "a", t=0))
-    commit_model(tmp_path, _layers([4.0, 5.0, 6.0]), _row(run, "a", t=1))  # e.g. a retried commit
-    assert sorted(read_table(tmp_path, "layers")["alpha"]) == [4.0, 5.0, 6.0]
-    assert len(read_table(tmp_path, "layers", latest=False)) == 5
-    con = open_dataset(tmp_path)
+    commit_model(root, _layers([2.0, 3.0]), _row(run, "a", t=0))
+    commit_model(root, _layers([4.0, 5.0, 6.0]), _row(run, "a", t=1))  # e.g. a retried commit
+    assert sorted(read_table(root, "layers")["alpha"]) == [4.0, 5.0, 6.0]
+    assert len(read_table(root, "layers", latest=False)) == 5
+    con = open_dataset(root)
     assert sorted(a for (a,) in con.sql("SELECT alpha FROM layers").fetchall()) == [4.0, 5.0, 6.0]
-    models = read_table(tmp_path, "models", latest=False)
+    models = read_table(root, "models", latest=False)
     assert models["commit_id"].nunique() == 2 and models["commit_id"].str.fullmatch(r"[0-9a-f]{32}").all()

@@ -9,8 +9,12 @@ fed without taking their CPU and memory bandwidth):
    themselves, the driver never does), for pickled ones the task then streams prepared shards,
    which the driver takes only while the model has fewer than ``STREAMED_IN_FLIGHT`` shards out;
 2. each shard goes to the worker pool; each worker returns a ``ShardResult``;
-3. when every shard is back, the rows are put back in layer order, summarised, and committed to
-   the dataset in one atomic commit (layers, then the single ``models`` row).
+3. when every shard is back, the rows are put back in layer order, summarised, and staged in the
+   store's ``ModelCommitter``, which writes staged models in batches (``WW_RAY_COMMIT_BATCH``
+   models, default 64, or ``WW_RAY_COMMIT_SECONDS`` seconds, default 5, whichever comes first):
+   per partition one atomic ``layers`` file, then one atomic ``models`` file. A kill loses at most
+   the models staged and not yet written — the next run redoes them (resume) — and Ctrl-C writes
+   them before the run stops. A model counts as done (``ModelResult``, progress) once written.
 
 Failures: an application error (the model's own problem) ends the model ``failed`` at once. A system
 failure (a worker or node died, an object was lost, the memory monitor killed a task) retries: a
@@ -20,7 +24,8 @@ run time plus the time its shards spend on live workers — passes ``model_timeo
 (the workers computing it are restarted) and ends ``failed``; time queued behind other models or
 waiting for a worker process to start does not count. A load not back within ``model_timeout_s``
 plus ``LOAD_START_ALLOWANCE_S`` is cancelled and ends ``failed`` the same way. Every model the loop
-takes ends with exactly one committed ``models`` row.
+takes ends with exactly one committed ``models`` row (a batch that cannot be written becomes
+``failed`` rows saying why, written again; a model whose rows do not fit the schema a ``failed`` row).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import ray
@@ -45,7 +50,7 @@ from ww_ray.engine.plan import ModelKey, load_memory, model_key
 from ww_ray.engine.pool import Job, Slot, WorkerPool
 from ww_ray.engine.results import LoadHeader, ModelResult, ShardResult
 from ww_ray.spectral.presets import AnalysisOptions
-from ww_ray.store import commit_model
+from ww_ray.store import CommitError, ModelCommitter
 from ww_ray.store.root import StoreRoot
 from ww_ray.zoos.spec import ModelSpec
 
@@ -145,6 +150,8 @@ class Scheduler:
         self.on_matrices = on_matrices or (lambda n: None)
         self.active: dict[ModelKey, _ModelRun] = {}
         self.results: list[ModelResult] = []
+        self.committer = ModelCommitter(root)  # batch size and age: WW_RAY_COMMIT_BATCH / _SECONDS
+        self._staged: dict[str, tuple[_ModelRun, ModelResult]] = {}  # commit_id -> a model waiting for its flush
         self._last_tick = time.monotonic()
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -175,6 +182,9 @@ class Scheduler:
             self._tick()
             self._check_timeouts()
             self._check_workers()
+            if self.committer.due():
+                self._flush()
+        self._flush()
         return self.results
 
     def abort(self) -> list[ModelKey]:
@@ -184,7 +194,9 @@ class Scheduler:
         driver inside Ray's core worker (``Check failed: it != submissible_tasks_.end()``,
         ray-project/ray#54798), which turned a clean Ctrl-C into a crash before the manifest was
         written. The driver disconnects right after, and Ray stops the tasks of a finished job itself.
+        Models already finished and staged are written first (they are done, not unfinished).
         """
+        self._flush()
         unfinished = list(self.active) + [model_key(spec) for spec in self.waiting]
         self.active.clear()
         self.waiting.clear()
@@ -321,32 +333,66 @@ class Scheduler:
                                            timings=self._timings(run), attempts=run.attempts))
 
     def _commit(self, run: _ModelRun, layers: list[dict[str, Any]], model: dict[str, Any]) -> None:
-        """Write the model in one commit (a failure row when that fails) and record its ``ModelResult``."""
+        """Stage the model's rows for the next batch commit (a failure row when they cannot be written)."""
         self.active.pop(run.key, None)
         self.pool.drop_model(run.key)
         run.stream, run.rows = None, {}
-        status, error, committed = model["status"], model.get("error"), True
+        result = ModelResult(
+            source=run.key[0], model_id=run.key[1], revision=run.key[2], status=model["status"],
+            error=model.get("error"), attempts=run.attempts, matrices=len(layers), seconds_load=run.seconds_load,
+            seconds_compute=run.seconds_compute, seconds_total=time.monotonic() - run.started, committed=False,
+        )
         with deferred_interrupt():
             try:
-                commit_model(self.root, layers, model)
-            except Exception as exc:
+                staged = self.committer.stage(layers, model)
+            except Exception as exc:  # rows the store refuses (another model's key, a bad status ...)
                 log.error("cannot commit %s/%s: %s", run.spec.source, run.spec.model_id, short_error(exc))
-                status, error, layers = "failed", f"results could not be written: {short_error(exc)}", []
+                self._stage_failure(run, result, f"results could not be written: {short_error(exc)}")
+            else:
+                self._staged[staged["commit_id"]] = (run, result)
+            if self.committer.due():
+                self._flush()
+
+    def _stage_failure(self, run: _ModelRun, result: ModelResult, error: str) -> None:
+        result = replace(result, status="failed", error=error, matrices=0)
+        try:
+            staged = self.committer.stage([], terminal_row(run.spec, "failed", error, self.run_id, self.options,
+                                                           timings=self._timings(run), attempts=run.attempts))
+        except Exception as again:
+            log.error("cannot commit the failure of %s/%s either: %s", run.spec.source, run.spec.model_id,
+                      short_error(again))
+            self._record(result)
+            return
+        self._staged[staged["commit_id"]] = (run, result)
+
+    def _flush(self) -> None:
+        """Write the staged models; a batch that cannot be written is staged again as failure rows, once."""
+        for retry in (False, True):
+            if not len(self.committer):
+                return
+            with deferred_interrupt():
                 try:
-                    commit_model(self.root, [], terminal_row(run.spec, status, error, self.run_id, self.options,
-                                                             timings=self._timings(run), attempts=run.attempts))
-                except Exception as again:
-                    log.error("cannot commit the failure of %s/%s either: %s", run.spec.source,
-                              run.spec.model_id, short_error(again))
-                    committed = False
-            result = ModelResult(
-                source=run.key[0], model_id=run.key[1], revision=run.key[2], status=status, error=error,
-                attempts=run.attempts, matrices=len(layers), seconds_load=run.seconds_load,
-                seconds_compute=run.seconds_compute, seconds_total=time.monotonic() - run.started,
-                committed=committed,
-            )
-            self.results.append(result)
-            self.on_model(result)
+                    written, unwritten = self.committer.flush(), []
+                except CommitError as exc:
+                    written, unwritten = exc.written, exc.unwritten
+                    cause = exc.__cause__ or exc
+                    log.error("cannot commit %d model(s): %s", len(unwritten), short_error(cause))
+                for row in written:
+                    run, result = self._staged.pop(row["commit_id"])
+                    if row["status"] != result.status:  # rows that did not fit the schema: a failed row instead
+                        result = replace(result, status=row["status"], error=row.get("error"), matrices=0)
+                    self._record(replace(result, committed=True))
+                for row in unwritten:
+                    run, result = self._staged.pop(row["commit_id"])
+                    if retry:
+                        log.error("cannot commit the failure of %s/%s either", run.spec.source, run.spec.model_id)
+                        self._record(replace(result, status="failed", matrices=0))
+                    else:
+                        self._stage_failure(run, result, f"results could not be written: {short_error(cause)}")
+
+    def _record(self, result: ModelResult) -> None:
+        self.results.append(result)
+        self.on_model(result)
 
     # ---- watchdogs ---------------------------------------------------------------------------
 

@@ -22,10 +22,12 @@ from ww_ray.store.compact import CompactionReport, compact, maybe_compact
 from ww_ray.store.snapshot import visible_files
 from ww_ray.store.vacuum import VacuumReport, vacuum
 from ww_ray.store.writer import (
-    MODEL_STATUSES, ModelCommitter, commit_model, commit_models, new_run_id, write_manifest, write_regressions,
+    MODEL_STATUSES, CommitError, ModelCommitter, commit_model, commit_models, new_run_id, write_manifest,
+    write_regressions,
 )
 
 __all__ = [
+    "CommitError",
     "DONE_STATUSES",
     "MODEL_STATUSES",
     "ModelCommitter",

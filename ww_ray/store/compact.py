@@ -11,8 +11,10 @@ atomically; from then on readers read the outputs instead of the inputs. A kill 
 the root reading exactly as before or exactly as after; a rerun compacts what is left. Replaced
 inputs stay on disk ``retain_s`` seconds (so a reader that listed them before the commit can still
 read them), then the next compaction or ``store vacuum`` deletes them, and retires manifests whose
-files are all gone. Only one compaction may run on a root at a time (local roots take a lock file;
-on object stores run ``store compact`` from one place — the end of each sweep already does).
+files are all gone. Only one compaction may run on a root at a time: local roots take a lock file;
+object stores have no lock, so just before its commit a compaction re-reads the manifests and gives
+up (deleting its outputs) when one committed meanwhile claims any of its inputs — which leaves a
+window of one manifest listing; run ``store compact`` on an object store from one place at a time.
 
 Example::
 
@@ -93,7 +95,7 @@ def _local_lock(root: StoreRoot):
 
 
 def _compact_table(root: StoreRoot, table: str, report: CompactionReport, min_files: int) -> None:
-    files, _ = snapshot(root, table)
+    files, known = snapshot(root, table)
     by_partition: dict[str, list[str]] = {}
     for path in files:
         by_partition.setdefault(_partition_of(root, table, path), []).append(path)
@@ -117,11 +119,23 @@ def _compact_table(root: StoreRoot, table: str, report: CompactionReport, min_fi
         "inputs": [p[len(base) + 1:] for p in inputs], "outputs": [p[len(base) + 1:] for p in outputs],
     }
     manifest = f"{base}/{MANIFEST_DIR}/{compaction_id}.json"
+    if _claimed_meanwhile(root, table, {m.path for m in known}, set(inputs)):
+        for out in outputs:  # another compaction (another host: no lock there) replaced some input first
+            root.filesystem.delete_file(out)
+        raise RuntimeError(f"{table}: another compaction committed while this one ran; nothing changed, run it again")
     # The commit point: from here on readers read the outputs instead of the inputs.
     atomic_write(root.filesystem, manifest, lambda stream: stream.write(json.dumps(body).encode("utf-8")))
     report.files_in += len(inputs)
     report.files_out += len(outputs)
     report.manifests.append(manifest)
+
+
+def _claimed_meanwhile(root: StoreRoot, table: str, known: set[str], inputs: set[str]) -> bool:
+    """True when a manifest committed since our snapshot replaces one of ``inputs`` (a concurrent compaction)."""
+    for path in manifest_names(root, table):
+        if path not in known and inputs & set(read_manifest(root, table, path).inputs):
+            return True
+    return False
 
 
 def _exists(root: StoreRoot, path: str) -> bool:

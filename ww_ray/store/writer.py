@@ -229,19 +229,32 @@ def _failed_row(row: Mapping[str, Any], error: str) -> dict[str, Any]:
 #: Models per commit batch (``ModelCommitter``); ``WW_RAY_COMMIT_BATCH=1`` writes one file per model.
 DEFAULT_COMMIT_BATCH = 64
 COMMIT_BATCH_ENV = "WW_RAY_COMMIT_BATCH"
+#: Seconds a finished model may wait in the buffer: what a killed writer loses at most (redone next run).
+DEFAULT_COMMIT_SECONDS = 5.0
+COMMIT_SECONDS_ENV = "WW_RAY_COMMIT_SECONDS"
+
+
+class CommitError(RuntimeError):
+    """A ``ModelCommitter.flush`` that could not write some partitions: ``written`` and ``unwritten``
+    model rows (``unwritten`` ones are not visible; the cause is ``__cause__``)."""
+
+    def __init__(self, message: str, written: list[dict[str, Any]], unwritten: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.unwritten = unwritten
 
 
 class ModelCommitter:
     """Buffered model commits: many models' rows per Parquet file, one Arrow conversion per batch.
 
-    ``add`` validates a model's rows (cheap checks, nothing converted) and buffers them; every
-    ``max_models`` models or ``max_seconds`` seconds (checked on ``add`` and by ``due``) the buffer
-    is written — per ``(source, dataset)`` partition one ``layers`` file, then one ``models`` file,
-    each atomic — so a crash loses at most the models not yet written (the next run redoes them;
-    a crash between the two files leaves orphan layers nobody sees, as with ``commit_model``).
-    A model whose rows cannot be cast to the schema gets a ``failed`` row saying why instead, so
-    every added model ends with exactly one ``models`` row per flush. Use as a context manager or
-    call ``flush()`` at the end.
+    ``stage`` (or ``add``) validates a model's rows (cheap checks, nothing converted) and buffers them;
+    every ``max_models`` models or ``max_seconds`` seconds (checked by ``add`` and ``due``) the
+    buffer is written — per ``(source, dataset)`` partition one ``layers`` file, then one ``models``
+    file, each atomic — so a crash loses at most the models not yet written (the next run redoes
+    them; a crash between the two files leaves orphan layers nobody sees, as with ``commit_model``).
+    A model whose rows cannot be cast to the schema gets a ``failed`` row saying why instead (and
+    none of its layers), so every staged model ends with exactly one ``models`` row per flush that
+    succeeds. Use as a context manager or call ``flush()`` at the end.
 
     Example::
 
@@ -251,13 +264,16 @@ class ModelCommitter:
         >>> with ModelCommitter(root, max_models=10) as committer:
         ...     committer.add([{"layer_index": 0, "alpha": 3.1}],
         ...                   {"source": "demo", "model_id": "m", "revision": "r", "run_id": run, "status": "ok"})
+        []
         >>> len(read_table(root, "layers"))
         1
     """
 
-    def __init__(self, root: RootLike, max_models: int | None = None, max_seconds: float = 2.0) -> None:
+    def __init__(self, root: RootLike, max_models: int | None = None, max_seconds: float | None = None) -> None:
         if max_models is None:
             max_models = int(os.environ.get(COMMIT_BATCH_ENV) or DEFAULT_COMMIT_BATCH)
+        if max_seconds is None:
+            max_seconds = float(os.environ.get(COMMIT_SECONDS_ENV) or DEFAULT_COMMIT_SECONDS)
         if max_models < 1 or max_seconds < 0:
             raise ValueError(f"max_models must be >= 1 and max_seconds >= 0, got {max_models}, {max_seconds}")
         self.root = resolve_root(root)
@@ -276,14 +292,20 @@ class ModelCommitter:
     def __len__(self) -> int:
         return len(self._buffer)
 
-    def add(self, layer_rows: Rows, model_row: Mapping[str, Any]) -> None:
-        """Buffer one model (layer rows may be empty); writes the batch when it is due."""
+    def stage(self, layer_rows: Rows, model_row: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and buffer one model (layer rows may be empty); writes nothing. Returns the model
+        row as it will be written (with its ``commit_id``). ``ValueError``/``TypeError`` for rows that
+        can never be written (a missing key, a bad status, layer rows of another model)."""
         row = _model_row(model_row)
         self._buffer.append((_layer_records(layer_rows, row), row))
         if self._first_at is None:
             self._first_at = time.monotonic()
-        if self.due():
-            self.flush()
+        return row
+
+    def add(self, layer_rows: Rows, model_row: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``stage`` one model, then ``flush`` when due; returns the model rows that flush wrote (or [])."""
+        self.stage(layer_rows, model_row)
+        return self.flush() if self.due() else []
 
     def due(self) -> bool:
         """True when the buffer holds ``max_models`` models or its oldest is ``max_seconds`` old."""
@@ -291,36 +313,54 @@ class ModelCommitter:
             return False
         return len(self._buffer) >= self.max_models or time.monotonic() - self._first_at >= self.max_seconds
 
-    def flush(self) -> int:
-        """Write every buffered model now; returns how many. On a write error the batch is dropped
-        (as a kill would: the next run redoes those models) and the error raised."""
+    def flush(self) -> list[dict[str, Any]]:
+        """Write every buffered model now; returns the model rows written (a ``failed`` row in place of a
+        model whose rows did not fit the schema). When some partition cannot be written, the others
+        still are and ``CommitError`` says which rows were and were not written; the unwritten ones
+        are dropped from the buffer (as a kill would drop them: the next run redoes those models)."""
         batch, self._buffer, self._first_at = self._buffer, [], None
         partitions: dict[tuple[str, object], list[tuple[list[dict[str, Any]], dict[str, Any]]]] = {}
         for layers, row in batch:
             partitions.setdefault((row["source"], _dataset_value(row)), []).append((layers, row))
+        written: list[dict[str, Any]] = []
+        unwritten: list[dict[str, Any]] = []
+        problem: BaseException | None = None
         for (source, dataset), items in partitions.items():
-            layers, models = self._tables(items)
-            run_id = models.column("run_id")[0].as_py()
-            if layers.num_rows:
-                _write_parquet(self.root, data_file_path(self.root, "layers", run_id, source, dataset), layers)
-            _write_parquet(self.root, data_file_path(self.root, "models", run_id, source, dataset), models)
-        self.committed += len(batch)
-        return len(batch)
+            layers, models, rows = self._tables(items)
+            run_id = rows[0]["run_id"]
+            try:
+                if layers.num_rows:
+                    _write_parquet(self.root, data_file_path(self.root, "layers", run_id, source, dataset), layers)
+                _write_parquet(self.root, data_file_path(self.root, "models", run_id, source, dataset), models)
+            except Exception as exc:  # this partition is not visible (atomic writes); go on with the others
+                problem = problem or exc
+                unwritten += rows
+                continue
+            written += rows
+        self.committed += len(written)
+        if problem is not None:
+            raise CommitError(f"{len(unwritten)} of {len(batch)} model(s) could not be written: "
+                              f"{type(problem).__name__}: {problem}", written, unwritten) from problem
+        return written
 
     @staticmethod
-    def _tables(items: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> tuple[pa.Table, pa.Table]:
+    def _tables(items: list[tuple[list[dict[str, Any]], dict[str, Any]]]
+                ) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
+        rows = [row for _, row in items]
         try:  # the fast path: one conversion for the whole batch
-            layers = to_table([r for rows, _ in items for r in rows], LAYERS_SCHEMA, "layers")
-            return layers, to_table([row for _, row in items], MODELS_SCHEMA, "models")
+            layers = to_table([r for layer_rows, _ in items for r in layer_rows], LAYERS_SCHEMA, "layers")
+            return layers, to_table(rows, MODELS_SCHEMA, "models"), rows
         except (ValueError, TypeError):
             pass
         layer_tables, rows = [], []
         for layer_rows, row in items:  # find the models whose rows do not fit; they become failed rows
             try:
-                layer_tables.append(to_table(layer_rows, LAYERS_SCHEMA, "layers"))
+                table = to_table(layer_rows, LAYERS_SCHEMA, "layers")
                 to_table([row], MODELS_SCHEMA, "models")
-                rows.append(row)
             except (ValueError, TypeError) as exc:
-                rows.append(_failed_row(row, str(exc)))
+                rows.append(_failed_row(row, str(exc)))  # and none of its layers
+                continue
+            layer_tables.append(table)
+            rows.append(row)
         layers = pa.concat_tables(layer_tables) if layer_tables else LAYERS_SCHEMA.empty_table()
-        return layers, to_table(rows, MODELS_SCHEMA, "models")
+        return layers, to_table(rows, MODELS_SCHEMA, "models"), rows
