@@ -110,3 +110,24 @@ def test_summary_table_is_mean_and_sample_std() -> None:
 def test_read_exclude_file() -> None:
     text = "# outliers\nefficientnet_b0\n  efficientnet_b1  # visual inspection\n\nresnext*_cifar100\n"
     assert read_exclude_file(text) == ["efficientnet_b0", "efficientnet_b1", "resnext*_cifar100"]
+
+
+@pytest.mark.parametrize("n", [3, 5, 12, 40])
+def test_fit_line_equals_statsmodels_ols(n: int) -> None:
+    """The closed form against statsmodels' OLS, which the regression stage used before (p-values too)."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(n)
+    x = rng.lognormal(size=n)
+    y = -3.0 * x + 20.0 + rng.standard_t(3, size=n)
+    fit = fit_line(x, y)
+    ref = sm.OLS(y, sm.add_constant(x)).fit()
+    assert fit.slope == pytest.approx(ref.params[1], rel=1e-12)
+    assert fit.intercept == pytest.approx(ref.params[0], rel=1e-12)
+    assert fit.r2 == pytest.approx(ref.rsquared, rel=1e-12)
+    assert fit.mse == pytest.approx(ref.ssr / n, rel=1e-12)
+    assert fit.slope_p == pytest.approx(ref.pvalues[1], rel=1e-9)
+
+
+def test_fit_line_two_points_has_no_slope_p_value() -> None:
+    fit = fit_line([1.0, 2.0], [3.0, 5.0])
+    assert fit.slope == pytest.approx(2.0) and fit.r2 == pytest.approx(1.0) and math.isnan(fit.slope_p)
