@@ -141,7 +141,7 @@ def error_values(models: pd.DataFrame, target: str) -> pd.Series:
         column = models["reported_figures"] if "reported_figures" in models.columns else pd.Series(None, index=models.index, dtype=object)
         values = pd.Series([figures_value(f, target) for f in column], index=models.index, dtype=float)
     elif target in ("top1_error", "top5_error"):
-        values = pd.to_numeric(models.get(target), errors="coerce").astype(float)
+        values = pd.to_numeric(models.get(target, pd.Series(np.nan, index=models.index)), errors="coerce").astype(float)
         if "reported_measure" in models.columns and "reported_value" in models.columns:
             same = models["reported_measure"] == target
             values = values.fillna(pd.to_numeric(models["reported_value"], errors="coerce").where(same))
