@@ -219,3 +219,22 @@ def test_rescan_records_each_repo_kind(kinds_hub, local_ray, hub_online, tmp_pat
     assert {m for _, m, _ in done} == set(EXPECTED_KINDS)
     again = run_rescan(load_rescan_config(config), client=kinds_hub, progress=False, now=now)
     assert again.analysed == [] and len(read_table(str(tmp_path / "out"), "models")) == len(models)
+
+
+def test_offline_cache_knows_kinds_reads_gguf_and_skips_quantized(kinds_hub, hub_offline, monkeypatch, tmp_path):
+    from tests._zoos_util import make_hf_cache
+    from ww_ray.zoos import hub
+    from ww_ray.zoos.registry import enumerate_specs, load_layer_weights
+
+    cache = tmp_path / "offline-cache"
+    for repo in ("acme/gguf", "acme/gptq", "acme/full"):
+        folder = Path(kinds_hub.current(repo)["folder"])
+        make_hf_cache(cache, repo, folder, kinds_hub.current(repo)["sha"], sorted(p.name for p in folder.iterdir()))
+    monkeypatch.setattr(hub, "make_client", lambda: pytest.fail("no Hub call may happen offline"))
+    config = parse_config({"zoos": [{"kind": "hub", "models": ["acme/gguf", "acme/gptq", "acme/full"],
+                                     "cache_dir": str(cache)}]})
+    gguf_spec, gptq, full = enumerate_specs(config)
+    assert (gguf_spec.repo_kind, gptq.repo_kind, full.repo_kind) == ("gguf", "quantized", "full")
+    assert gguf_spec.extra["file_name"] == "tiny.F16.gguf" and "gptq 4-bit" in gptq.extra["skip_reason"]
+    layers = list(load_layer_weights(gguf_spec))
+    assert layers[0].name == "token_embd" and len(layers) == 1 + 2 * 7 + 1

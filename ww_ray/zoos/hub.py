@@ -38,10 +38,12 @@ from ww_ray.zoos.checkpoint import (
     HF_PICKLE_INDEX,
     HF_SAFETENSORS,
     HF_SAFETENSORS_INDEX,
+    is_hf_folder,
     iter_state_dict,
     read_hf_config,
+    tensor_shapes,
 )
-from ww_ray.errors import UnsafeIdError, ZooUnavailableError
+from ww_ray.errors import CheckpointError, UnsafeIdError, ZooUnavailableError
 from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
 from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.figures import common_dataset, read_figures_csv
@@ -279,7 +281,7 @@ class HubZoo(Zoo):
         from huggingface_hub import try_to_load_from_cache
 
         found = None
-        for name in (HF_CONFIG, HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PICKLE):
+        for name in (HF_CONFIG, HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PICKLE, README):
             hit = try_to_load_from_cache(repo_id, name, cache_dir=self.cache_dir, revision=revision)
             if isinstance(hit, str):
                 found = Path(hit).parent
@@ -292,17 +294,32 @@ class HubZoo(Zoo):
         readme = found / README
         card = card_facts(readme.read_text(encoding="utf-8", errors="replace"), where=str(readme)) \
             if readme.is_file() else card_data_facts(None)
+        names = [p.name for p in found.iterdir()]
+        try:  # packed-int tensor names in the cached headers mark a quantized checkpoint
+            names_in_headers = [n for n, _, _ in tensor_shapes(found)] if is_hf_folder(found) \
+                and any(n.endswith(".safetensors") for n in names) else []
+        except CheckpointError:
+            names_in_headers = []   # a broken file fails when it is loaded, with the reader's message
+        kind = judge(names, config, names_in_headers)
+        extra: dict[str, Any] = {"model_type": model_type, "files": [p.name for p in weights], "cached": True,
+                                 "allow_patterns": ["*.safetensors", "*.safetensors.index.json", HF_CONFIG]
+                                 + (["*.bin", HF_PICKLE_INDEX] if self.allow_pickle else [])}
+        if kind.kind == "quantized":
+            extra[SKIP_REASON] = quantized_skip_reason(repo_id, str(kind.format), card.base_model)
+        elif kind.kind == "gguf":
+            chosen = pick_gguf_file(names, self.config.options.get("gguf_file"))
+            if chosen is None:
+                extra[SKIP_REASON] = f"{repo_id} has no .gguf file matching gguf_file={self.config.options.get('gguf_file')!r}"
+            else:
+                weights = [found / chosen]
+                extra.update(files=[chosen], file_name=chosen, allow_patterns=[chosen, HF_CONFIG])
         spec = ModelSpec(
             source=self.source, model_id=repo_id, revision=found.name if _SHA.fullmatch(found.name) else revision,
             architecture=model_type, dataset=normalize_dataset(self.config.options.get("dataset")),
             task=self.config.options.get("task"),
             uri=f"https://huggingface.co/{repo_id}/tree/{found.name}",
             size_bytes=sum(p.stat().st_size for p in weights) or None, zoo_kind=self.kind,
-            repo_kind=judge([p.name for p in found.iterdir()], config).kind, base_model=card.base_model,
-            reported_figures=card.figures,
-            extra={"model_type": model_type, "files": [p.name for p in weights], "cached": True,
-                   "allow_patterns": ["*.safetensors", "*.safetensors.index.json", HF_CONFIG]
-                   + (["*.bin", HF_PICKLE_INDEX] if self.allow_pickle else [])},
+            repo_kind=kind.kind, base_model=card.base_model, reported_figures=card.figures, extra=extra,
         )
         return spec
 
