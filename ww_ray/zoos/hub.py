@@ -219,9 +219,12 @@ class HubZoo(Zoo):
         params: int | None = None
         kind = judge(siblings, config if isinstance(config, dict) else None)
         card = card_data_facts(getattr(info, "card_data", None))
-        if kind.kind == "quantized":
-            extra[SKIP_REASON] = quantized_skip_reason(repo_id, str(kind.format), card.base_model)
-            patterns = []
+        details = self._kind_details(repo_id, kind, siblings, card.base_model)
+        if details:  # quantized (skipped) or gguf (one file)
+            extra.update(details)
+            files = patterns = [details["file_name"]] if "file_name" in details else []
+            if files and getattr(siblings[files[0]], "size", None):
+                size = int(siblings[files[0]].size)
         elif HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
             try:
                 meta = self.client.get_safetensors_metadata(repo_id, revision=sha)
@@ -251,15 +254,6 @@ class HubZoo(Zoo):
                     f"{repo_id} has only pickled weights ({HF_PICKLE}); set `allow_pickle: true` on the hub zoo "
                     "to read them (weights-only unpickling)"
                 )
-        elif kind.kind == "gguf":
-            chosen = pick_gguf_file(siblings, self.config.options.get("gguf_file"))
-            if chosen is None:
-                extra[SKIP_REASON] = f"{repo_id} has no .gguf file matching gguf_file={self.config.options.get('gguf_file')!r}"
-                patterns = []
-            else:
-                files, patterns = [chosen], [chosen]
-                size = int(siblings[chosen].size) if getattr(siblings[chosen], "size", None) else None
-                extra["file_name"] = chosen
         else:
             extra[SKIP_REASON] = f"{repo_id} has no {HF_SAFETENSORS} or {HF_PICKLE} at its root"
             patterns = []
@@ -304,15 +298,11 @@ class HubZoo(Zoo):
         extra: dict[str, Any] = {"model_type": model_type, "files": [p.name for p in weights], "cached": True,
                                  "allow_patterns": ["*.safetensors", "*.safetensors.index.json", HF_CONFIG]
                                  + (["*.bin", HF_PICKLE_INDEX] if self.allow_pickle else [])}
-        if kind.kind == "quantized":
-            extra[SKIP_REASON] = quantized_skip_reason(repo_id, str(kind.format), card.base_model)
-        elif kind.kind == "gguf":
-            chosen = pick_gguf_file(names, self.config.options.get("gguf_file"))
-            if chosen is None:
-                extra[SKIP_REASON] = f"{repo_id} has no .gguf file matching gguf_file={self.config.options.get('gguf_file')!r}"
-            else:
-                weights = [found / chosen]
-                extra.update(files=[chosen], file_name=chosen, allow_patterns=[chosen, HF_CONFIG])
+        details = self._kind_details(repo_id, kind, names, card.base_model)
+        extra.update(details)
+        if "file_name" in details:
+            weights = [found / details["file_name"]]
+            extra.update(files=[details["file_name"]], allow_patterns=[details["file_name"], HF_CONFIG])
         spec = ModelSpec(
             source=self.source, model_id=repo_id, revision=found.name if _SHA.fullmatch(found.name) else revision,
             architecture=model_type, dataset=normalize_dataset(self.config.options.get("dataset")),
@@ -322,6 +312,19 @@ class HubZoo(Zoo):
             repo_kind=kind.kind, base_model=card.base_model, reported_figures=card.figures, extra=extra,
         )
         return spec
+
+    def _kind_details(self, repo_id: str, kind: RepoKind, names: Any, base_model: str | None) -> dict[str, Any]:
+        """``spec.extra`` entries of the kinds read differently: quantized → the skip reason naming the
+        format; gguf → ``file_name``, the one ``.gguf`` to read (``gguf_file:`` glob, else the most precise)."""
+        if kind.kind == "quantized":
+            return {SKIP_REASON: quantized_skip_reason(repo_id, str(kind.format), base_model)}
+        if kind.kind == "gguf":
+            pattern = self.config.options.get("gguf_file")
+            chosen = pick_gguf_file(names, pattern)
+            if chosen is None:
+                return {SKIP_REASON: f"{repo_id} has no .gguf file matching gguf_file={pattern!r}"}
+            return {"file_name": chosen}
+        return {}
 
     def _failed_spec(self, repo_id: str, revision: str | None, message: str) -> ModelSpec:
         return ModelSpec(source=self.source, model_id=repo_id, revision=revision, zoo_kind=self.kind,
