@@ -73,7 +73,8 @@ def test_figures_csv_long_and_wide_join_on_model_and_revision(tmp_path):
     assert [f.target for f in table.figures_for("org/a", "3" * 40)] == ["mmlu:accuracy"]
     assert table.figures_for("org/b", None)[0].higher_is_better is False
     wide = tmp_path / "leaderboard.csv"
-    wide.write_text("fullname,Type,ARC,MMLU,Average\norg/a,pretrained,55.1,61.5,58.3\norg/c,chat,NA,40,40\n")
+    wide.write_text("fullname,Type,#Params (B),Hub ❤️,ARC,MMLU,Average\n"
+                    "org/a,pretrained,7.2,120,55.1,61.5,58.3\norg/c,chat,1.1,3,NA,40,40\n")
     board = read_figures_csv(wide)
     assert [(f.target, f.value) for f in board.figures_for("org/a", None)] == [
         ("arc:score", 55.1), ("mmlu:score", 61.5), ("average:score", 58.3)]

@@ -8,7 +8,8 @@ table that says which way a metric name points; ``spec.MEASURES`` answers first 
 
 A figures CSV is long (``model_id, benchmark, score`` plus optional ``revision, metric, split, task,
 higher_is_better``: one figure per row) or wide (``model_id`` plus one numeric column per benchmark,
-as leaderboard exports are: each cell a figure with metric ``score``). A row with a ``revision`` applies
+as leaderboard exports are: each cell a figure with metric ``score``; columns that describe the model —
+``#Params (B)``, likes, dates, type, precision — are not benchmarks). A row with a ``revision`` applies
 to that revision only; a row without one applies to every revision of the model.
 
     >>> higher_is_better("accuracy"), higher_is_better("eval_loss"), higher_is_better("WER")
@@ -168,6 +169,8 @@ _OPTIONAL = {"metric": ("metric", "metric_name"), "split": ("split",), "task": (
              "higher_is_better": ("higher_is_better",)}
 _NOT_BENCHMARKS = set(_ID) | set(_REVISION) | {"params", "architecture", "type", "precision", "license", "note",
                                                "notes", "link", "url", "date", "hub_license", "submission_date"}
+# Numeric columns of leaderboard exports that describe the model, not a benchmark (#Params (B), Hub ❤️ ...).
+_DESCRIPTIVE = re.compile(r"param|size|like|download|hub|flag|moe|merge|availab|sha|date|co2|precision|license|type|rank")
 _MISSING = ("", "na", "n/a", "nan", "none", "null", "-")
 
 
@@ -203,7 +206,8 @@ def read_figures_csv(path: str | Path) -> FiguresTable:
     optional = {key: pick(names) for key, names in _OPTIONAL.items()}
     long_format = benchmark_column is not None and value_column is not None
     wide = [] if long_format else [c for c in columns if c and c.strip().lower() not in _NOT_BENCHMARKS
-                                   and c.strip().lower() not in set().union(*_OPTIONAL.values())]
+                                   and c.strip().lower() not in set().union(*_OPTIONAL.values())
+                                   and not _DESCRIPTIVE.search(c.strip().lower())]
     rows: dict[tuple[str, str | None], list[Figure]] = {}
     for line, record in enumerate(records, start=2):
         model_id = _text(record.get(id_column))

@@ -100,7 +100,7 @@ class HubZoo(Zoo):
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
         "dataset": "str", "task": "str", "max_listed": "int", "figures": "existing_path", "gguf_file": "str",
     }
-    description = "Hugging Face Hub models (safetensors, read lazily; offline from a local cache)"
+    description = "Hugging Face Hub models (safetensors, read lazily; GGUF; offline from a local cache)"
 
     def __init__(self, config, client: Any | None = None) -> None:
         super().__init__(config)
