@@ -153,7 +153,7 @@ def test_injected_client_listing_mixed_kinds_without_downloads(kinds_hub, hub_on
     assert specs["acme/card-only"].extra.get("skip_reason")
 
 
-def test_gptq_like_checkpoint_ends_skipped_with_the_format_named(tmp_path):
+def test_gptq_like_checkpoint_ends_skipped_with_the_format_named(tmp_path, capsys):
     import ww_ray
     from ww_ray.engine.loader import load_model
     from ww_ray.spectral.presets import resolve_options
@@ -172,6 +172,11 @@ def test_gptq_like_checkpoint_ends_skipped_with_the_format_named(tmp_path):
     assert header.status == "skipped" and "gptq 4-bit" in header.error
     rows = ww_ray.analyze(str(zoo / "llama-gptq"))
     assert rows["status"].tolist() == ["skipped"] and "gptq 4-bit" in rows["error"].iloc[0]
+    from ww_ray.cli import main
+
+    assert main(["analyze", str(zoo / "llama-gptq")]) == 1
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "gptq 4-bit quantized weights" in err
     rows = ww_ray.analyze(str(zoo / "no-config-gptq"))
     assert rows["status"].tolist() == ["skipped"] and "GPTQ/AWQ packed int" in rows["error"].iloc[0]
 
