@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
+from ww_ray.errors import ModelSkipped
 from ww_ray.spectral.matrices import SpectralInput
 from ww_ray.spectral.metrics import compute_rows
 from ww_ray.spectral.prepare import prepare_inputs
@@ -118,10 +119,10 @@ def _label(source: Any) -> str:
     return type(source).__name__
 
 
-def _failed_source_frame(source: Any, options: AnalysisOptions, error: str) -> pd.DataFrame:
+def _failed_source_frame(source: Any, options: AnalysisOptions, error: str, status: str = "failed") -> pd.DataFrame:
     row = {name: None for name in LAYERS_SCHEMA.names}
     row.update(model_id=str(source) if isinstance(source, str) else type(source).__name__,
-               status="failed", error=error, preset=options.label)
+               status=status, error=error, preset=options.label)
     return pd.DataFrame([row], columns=LAYERS_SCHEMA.names)
 
 
@@ -129,8 +130,8 @@ def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None,
     """Analyse every layer weight matrix of ``source``: one row per analysed matrix.
 
     Args:
-        source: a ``torch.nn.Module``, a state dict, a path (``.safetensors``, ``.pt/.pth/.th/.bin``
-            loaded with ``weights_only=True``, a Hugging Face model folder) or a zoo URI such as
+        source: a ``torch.nn.Module``, a state dict, a path (``.safetensors``, ``.gguf`` (dequantized),
+            ``.pt/.pth/.th/.bin`` loaded with ``weights_only=True``, a Hugging Face model folder) or a zoo URI such as
             ``pytorchcv:resnet20_cifar10`` or ``hf:openai-community/gpt2``.
         preset: ``paper`` (Martin, Peng & Mahoney 2021) or ``ww`` (WeightWatcher 0.7.7 defaults).
         progress: a tqdm bar over matrices on stderr; None (default): only when stderr is a terminal.
@@ -140,7 +141,8 @@ def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None,
     Returns:
         A DataFrame with the ``layers`` table columns (DESIGN.md §3), in layer order. Rows of
         matrices that were not analysed have ``status`` ``skipped`` or ``failed`` and an ``error``.
-        A source that cannot be read at all gives a single ``failed`` row; nothing is raised for
+        A source left out on purpose (a GPTQ/AWQ/bitsandbytes checkpoint: the format is named) gives a
+        single ``skipped`` row; one that cannot be read at all a single ``failed`` row; nothing is raised for
         bad data. Invalid options (unknown preset or option name) raise ``ValueError``.
 
     Warns:
@@ -160,6 +162,8 @@ def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None,
         bar = _progress_bar(progress, _label(source))
         rows = analyze_weights(weights, resolved,
                                on_rows=None if bar is None else (lambda done: bar.update(len(done))))
+    except ModelSkipped as exc:  # left out on purpose (a quantized checkpoint ...): a skipped row
+        return _failed_source_frame(source, resolved, exc.reason, status="skipped")
     except Exception as exc:  # unreadable/unsafe/unreachable source: a failed row, never a crash
         return _failed_source_frame(source, resolved, f"{type(exc).__name__}: {exc}")
     finally:

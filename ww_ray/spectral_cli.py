@@ -133,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"ww-ray analyze: cannot read {args.source}: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if len(frame) == 1 and frame["status"].iloc[0] == "skipped" and frame["layer_name"].isna().iloc[0]:
+        # left out on purpose as a whole (a GPTQ/AWQ/bitsandbytes checkpoint): nothing to analyse
+        print(f"ww-ray analyze: {args.source} skipped: {frame['error'].iloc[0]}", file=sys.stderr)
+        return 1
     if frame.empty:
         print(f"ww-ray analyze: {args.source} holds no weight tensors (a checkpoint with an empty state dict, "
               "or a safetensors file with an empty header): nothing to analyse", file=sys.stderr)

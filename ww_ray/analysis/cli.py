@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 from ww_ray.analysis import query as query_mod
 from ww_ray.analysis.regression import DEFAULT_METRICS, GROUP_COLUMNS, TARGETS, read_exclude_file, regress, summary_table
 from ww_ray.errors import EXIT_USAGE
+from ww_ray.zoos.figures import FIGURE_TARGET_PREFIX, figure_direction
 from ww_ray.store import new_run_id, read_table, resolve_root, write_manifest, write_regressions
 
 
@@ -30,6 +31,7 @@ _REGRESS = ("Fit reported error ~ metric (OLS) per series of models, as the pape
   ww-ray regress ww-results --metrics alpha_weighted log_norm --target top1_error
   ww-ray regress ww-results --by dataset,architecture --min-models 3 --no-write  # mix sources
   ww-ray regress ww-results --exclude outliers.txt       # model ids / globs to leave out, one per line
+  ww-ray regress ww-results --target figure:glue/mrpc@validation:accuracy  # model-card figures
 
 metrics are columns of the models table: per-model means over the analysed matrices (alpha, ...), or
 the compound means (alpha_compound, ...: the mean of the per-layer means, so that a conv layer's
@@ -99,6 +101,12 @@ def cmd_regress(args: argparse.Namespace) -> int:
     columns = [c for c in GROUP_COLUMNS if c in by] + ["metric", "target", "n", "slope", "intercept", "r2", "mse",
                                                           "rmse", "kendall_tau", "kendall_p", "slope_p"]
     _print_frame(fits[columns])
+    for target in sorted({t for t in fits["target"] if str(t).startswith(FIGURE_TARGET_PREFIX)}):
+        higher = figure_direction(models.get("reported_figures", pd.Series(dtype=object)), target)
+        way = {True: "higher is better: a metric that predicts quality has a negative slope",
+               False: "lower is better, as an error", None: "direction unknown"}[higher]
+        dataset, metric = target[len(FIGURE_TARGET_PREFIX):].rsplit(":", 1)
+        print(f"target {target}: {metric} on {dataset}, as reported ({way})")
     print("\nSummary over series (mean and std of R² and MSE per metric):")
     _print_frame(summary_table(fits, positive_only=args.positive_only))
     if not args.no_write:
@@ -213,7 +221,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=_REGRESS[0], epilog=_REGRESS[1], formatter_class=_RAW)
     p.add_argument("root", help="dataset root (folder or URI)")
     p.add_argument("--metrics", nargs="+", help=f"metrics to regress (default: {' '.join(DEFAULT_METRICS)})")
-    p.add_argument("--target", default="auto", choices=TARGETS, help="error figure to regress (auto: top-1, else top-5)")
+    p.add_argument("--target", default="auto", metavar="TARGET",
+                   help=f"figure to regress: {', '.join(TARGETS)}, another error measure (wer ...), or "
+                        "figure:DATASET[@SPLIT]:METRIC for model-card / figures-CSV figures (auto: top-1, else "
+                        "top-5, else another error, else the figure most models of the series report)")
     p.add_argument("--min-models", type=int, default=4, help="smallest series regressed (default 4)")
     p.add_argument("--exclude", help="file of model ids / globs to leave out, one per line (# comments)")
     p.add_argument("--by", default="source,dataset,architecture", help="series columns (subset of source,dataset,architecture; "

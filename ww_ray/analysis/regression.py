@@ -10,7 +10,12 @@ reported error is the dependent variable, so MSE is in squared error-percent.
 
 Only models with status ``ok`` enter, and only with a figure that is an error: ``top1_error``,
 ``top5_error``, or a ``reported_value`` whose ``reported_measure`` is an error measure (never
-mIoU, AP, accuracy...). Metrics are columns of the ``models`` table, plus the derived metric
+mIoU, AP, accuracy...) — or, named as a target ``figure:<dataset>[@<split>]:<metric>``, one kind of
+``reported_figures`` (model-card ``model-index`` results, figures-CSV scores; ``zoos.figures``): only
+figures of the same dataset, split and metric are regressed together, as reported (a score such as
+accuracy is not turned into an error: for a higher-is-better target a good metric has a negative
+slope where an error's would be positive). With ``target="auto"`` a series without an error figure
+takes the figure target most of its models report. Metrics are columns of the ``models`` table, plus the derived metric
 ``ln_mean_lambda_max`` = ln of the model's average λmax, which is the paper's ⟨log‖W‖∞⟩ column
 (the natural log of the model's average spectral norm, not the average of log10 λmax).
 
@@ -36,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ww_ray.analysis.ww_layouts import CONVENTION_DEPENDENT, log_norm_meaning
+from ww_ray.zoos.figures import FIGURE_TARGET_PREFIX, figure_target, figure_targets, figures_value
 from ww_ray.zoos.spec import ERROR_MEASURES
 
 #: The metrics regressed by default.
@@ -150,10 +156,16 @@ def error_values(models: pd.DataFrame, target: str) -> pd.Series:
     """The error figure ``target`` of each model (NaN where the model has none of that kind).
 
     ``target`` is ``top1_error``, ``top5_error`` or another error measure name (``error``, ``wer``),
-    read from ``reported_value`` where ``reported_measure`` equals it.
+    read from ``reported_value`` where ``reported_measure`` equals it; or ``figure:<dataset>[@split]:<metric>``,
+    read from the ``reported_figures`` column (the value as reported, whichever way it points).
     """
-    if target in ("top1_error", "top5_error"):
-        values = pd.to_numeric(models.get(target), errors="coerce").astype(float)
+    if target.startswith(FIGURE_TARGET_PREFIX):
+        if target.count(":") < 2:
+            raise ValueError(f"figure target {target!r} must read figure:<dataset>[@<split>]:<metric>")
+        column = models["reported_figures"] if "reported_figures" in models.columns else pd.Series(None, index=models.index, dtype=object)
+        values = pd.Series([figures_value(f, target) for f in column], index=models.index, dtype=float)
+    elif target in ("top1_error", "top5_error"):
+        values = pd.to_numeric(models.get(target, pd.Series(np.nan, index=models.index)), errors="coerce").astype(float)
         if "reported_measure" in models.columns and "reported_value" in models.columns:
             same = models["reported_measure"] == target
             values = values.fillna(pd.to_numeric(models["reported_value"], errors="coerce").where(same))
@@ -161,7 +173,8 @@ def error_values(models: pd.DataFrame, target: str) -> pd.Series:
         same = models.get("reported_measure") == target
         values = pd.to_numeric(models.get("reported_value"), errors="coerce").astype(float).where(same)
     else:
-        raise ValueError(f"target {target!r} is not an error measure; use one of {sorted(set(TARGETS) | ERROR_MEASURES)}")
+        raise ValueError(f"target {target!r} is not an error measure; use one of {sorted(set(TARGETS) | ERROR_MEASURES)} "
+                         "or figure:<dataset>[@<split>]:<metric>")
     return values.where(np.isfinite(values)).reindex(models.index)
 
 
@@ -178,7 +191,14 @@ def _auto_target(group: pd.DataFrame, min_models: int) -> str | None:
     for target in candidates:
         if error_values(group, target).notna().sum() >= min_models:
             return target
-    return None
+    if "reported_figures" not in group.columns:
+        return None
+    counts: dict[str, int] = {}
+    for figures in group["reported_figures"]:
+        for key in figure_targets(figures):
+            counts[key] = counts.get(key, 0) + 1
+    best = sorted((-n, key) for key, n in counts.items() if n >= min_models)
+    return figure_target(best[0][1]) if best else None
 
 
 def _label(values: pd.Series) -> str | None:
@@ -200,7 +220,8 @@ def regress(
     ``by`` defaults to ``GROUP_COLUMNS`` (``source, dataset, architecture``), or ``dataset,
     architecture`` for a frame without a ``source`` column. Columns follow the ``regressions``
     table (``run_id``/``created_at`` are the writer's). With ``target="auto"`` each series uses
-    top-1 error if ``min_models`` of its models have one, else top-5, else another error measure.
+    top-1 error if ``min_models`` of its models have one, else top-5, else another error measure,
+    else the ``figure:`` target that most of its models report (at least ``min_models``).
     Series with a null grouping value are not formed. Mixed ``log_norm`` conventions in a series:
     see the module docstring.
     """

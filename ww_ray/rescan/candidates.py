@@ -7,7 +7,9 @@ For each entry, cheapest check first (so that known models cost no Hub call):
 3. the name globs (``include``/``exclude``) and ``min_downloads`` → left out;
 4. only now the Hub is asked for the model's files and safetensors headers (``HubZoo.describe``, no
    download): parameter count, architecture, size. Too large (``max_size``), no safetensors, or out
-   of the ``params``/``architectures``/``datasets`` filters → left out.
+   of the ``params``/``architectures``/``datasets`` filters → left out. A repo left out for its kind
+   (``zoos.repo_kind.UNANALYSABLE_KINDS``: quantized, no weights, an adapter nothing reads) keeps its
+   spec, so that the rescan records it as a ``skipped`` models row with its ``repo_kind``.
 
 What is left are the candidates. They are analysed oldest first (so the watermark, a low-water mark,
 moves on steadily even when the per-night cap bites), up to ``max_models``.
@@ -25,6 +27,7 @@ from ww_ray.rescan.settings import HubFilters
 from ww_ray.zoos.spec import SKIP_REASON
 from ww_ray.errors import UnsafeIdError
 from ww_ray.zoos.hub import HubZoo, split_model_ref
+from ww_ray.zoos.repo_kind import UNANALYSABLE_KINDS
 from ww_ray.zoos.spec import ModelSpec
 
 #: Why a listed model is not analysed.
@@ -57,6 +60,7 @@ class Rejected:
     sha: str | None
     reason: str
     detail: str | None = None
+    spec: ModelSpec | None = None   # for a repo left out for its kind: the row the rescan records
 
 
 @dataclass
@@ -79,8 +83,8 @@ def _name_ok(zoo: HubZoo, repo_id: str) -> bool:
 def examine(index: int, zoo: HubZoo, filters: HubFilters, entry: Listed, history: History,
             max_failures: int, selection: Selection) -> None:
     """Decide one listing entry: append it to the candidates or to the rejected of ``selection``."""
-    def reject(reason: str, detail: str | None = None) -> None:
-        selection.rejected.append(Rejected(index, entry.repo_id, entry.sha, reason, detail))
+    def reject(reason: str, detail: str | None = None, spec: ModelSpec | None = None) -> None:
+        selection.rejected.append(Rejected(index, entry.repo_id, entry.sha, reason, detail, spec))
 
     try:
         repo_id, _ = split_model_ref(entry.repo_id)
@@ -112,7 +116,8 @@ def examine(index: int, zoo: HubZoo, filters: HubFilters, entry: Listed, history
     if reason:
         cap = zoo.config.max_size_bytes
         too_large = cap is not None and spec.size_bytes is not None and spec.size_bytes > cap
-        reject("too large" if too_large else "not analysable", str(reason))
+        by_kind = not too_large and spec.repo_kind in UNANALYSABLE_KINDS
+        reject("too large" if too_large else "not analysable", str(reason), spec if by_kind else None)
         return
     previous = history.previous_revisions(spec.source, spec.model_id, spec.revision or "")
     selection.candidates.append(Candidate(index, entry, spec, tuple(previous)))

@@ -5,7 +5,8 @@ Steps (the rescan's own run id names its manifest; each engine batch has its own
 1. read the watermarks (``runs/`` manifests of completed rescans) and the dataset's keys and failures;
 2. list each zoo newest first down to its watermark (``listing``) and decide each entry
    (``candidates``): skip keys already analysed, filters, size from safetensors headers;
-3. analyse the candidates oldest first through the sweep engine (``ww_ray.engine.run_sweep``) in
+3. commit a ``skipped`` row for each repo left out for its kind (quantized, no weights: ``repo_kind``
+   recorded); analyse the candidates oldest first through the sweep engine (``ww_ray.engine.run_sweep``) in
    batches of ``rescan.batch_size``, up to ``rescan.max_models``; no batch starts after
    ``rescan.time_budget``;
 4. refit the regressions of the series touched (``refresh``), build the report (``report``);
@@ -43,7 +44,8 @@ from ww_ray.rescan.watermark import (
 )
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.spectral.presets import AnalysisOptions
-from ww_ray.store import done_keys, new_run_id, read_manifests, read_table, resolve_root, write_manifest
+from ww_ray.engine.outcome import terminal_row
+from ww_ray.store import commit_models, done_keys, new_run_id, read_manifests, read_table, resolve_root, write_manifest
 from ww_ray.store.root import StoreRoot
 from ww_ray.zoos.hub import HubZoo, hub_offline
 
@@ -137,6 +139,7 @@ def run_rescan(config: RescanConfig, *, client: Any | None = None, root: StoreRo
         return result
 
     deadline = started + settings.time_budget_s if settings.time_budget_s else None
+    _record_kinds(selection, store, run_id, options)
     _analyse(config, options, store, result, deadline, clock, progress)
     _settle(result, store, options.label, history.failures, settings.max_failures)
     models = read_table(store, "models")
@@ -181,6 +184,12 @@ def _scan_zoos(config: RescanConfig, client: Any | None, watermarks: dict[str, W
             log.warning("zoos[%d]: the listing reached rescan.max_listed (%d) before the watermark; raise it or "
                         "narrow the filters", index, settings.max_listed)
     return scans, selection
+
+
+def _record_kinds(selection: Selection, store: StoreRoot, run_id: str, options: AnalysisOptions) -> int:
+    """Commit one ``skipped`` models row (with its ``repo_kind`` and reason) per repo left out for its kind."""
+    rows = [terminal_row(r.spec, "skipped", r.detail, run_id, options) for r in selection.rejected if r.spec is not None]
+    return commit_models(store, rows) if rows else 0
 
 
 def _manifest(config: RescanConfig, options: AnalysisOptions, result: RescanResult, started_at: _dt.datetime,

@@ -37,7 +37,9 @@ def _to_array(values: list | pd.Series, field: pa.Field) -> pa.Array:
     elif pa.types.is_string(field.type):
         series = series.astype(object).map(_as_text)
     elif pa.types.is_list(field.type):
-        series = series.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else [_as_text(x) for x in v])
+        as_item = _as_text if pa.types.is_string(field.type.value_type) else (lambda x: x)
+        series = series.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
+                                           else [as_item(x) for x in v])
     elif pa.types.is_integer(field.type):
         series = pd.to_numeric(series.astype(object).map(lambda v: None if v is pd.NA else v))
         fractional = series.notna() & (series != series.round())

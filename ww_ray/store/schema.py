@@ -11,9 +11,16 @@ import pyarrow as pa
 from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.spectral.summary import SUMMARY_METRICS
 
-SCHEMA_VERSION = 2  # 2: commit_id on layers and models
+SCHEMA_VERSION = 3  # 2: commit_id on layers and models; 3: repo_kind, base_model, reported_figures on models
 
 KEY_FIELDS = [pa.field(name, pa.string()) for name in MODEL_KEY_COLUMNS]
+
+# One reported figure (ww_ray.zoos.figures.Figure): what it measures, and its value.
+FIGURE_TYPE = pa.struct([
+    pa.field("dataset", pa.string()), pa.field("metric", pa.string()), pa.field("value", pa.float64()),
+    pa.field("higher_is_better", pa.bool_()), pa.field("task", pa.string()), pa.field("split", pa.string()),
+    pa.field("origin", pa.string()),
+])
 
 # Per-matrix spectral metrics, in the order ww_ray.analyze returns them.
 LAYER_METRIC_FIELDS = [
@@ -93,6 +100,9 @@ MODELS_SCHEMA = pa.schema(
         pa.field("reported_measure", pa.string()),  # what reported_value measures: top1_error, top5_error, miou, ap, wer, ...
         pa.field("uri", pa.string()),
         pa.field("size_bytes", pa.int64()),
+        pa.field("repo_kind", pa.string()),       # full | sharded | adapter | gguf | quantized | no_weights
+        pa.field("base_model", pa.string()),      # what the model was made from (card base_model, adapter base)
+        pa.field("reported_figures", pa.list_(FIGURE_TYPE)),  # model-index / figures-CSV figures
     ]
     + [pa.field(m, pa.float64()) for m in SUMMARY_METRICS]
     + [pa.field(f"{m}_compound", pa.float64()) for m in SUMMARY_METRICS]

@@ -1,7 +1,7 @@
 """Read named tensors out of checkpoint files safely and lazily.
 
 Supported: ``.safetensors`` files (read one tensor at a time through ``safetensors.safe_open``),
-PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
+GGUF files (``zoos.gguf_file``: dequantized one tensor at a time), PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
 code outside torch's allow-list is refused before anything runs) and Hugging Face model folders
 (``model.safetensors``, sharded ``model.safetensors.index.json``, and ``pytorch_model.bin`` /
 its shards only when ``allow_pickle_in_folders`` is set). Every failure is a ``CheckpointError``
@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin")
-CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+GGUF_SUFFIXES = (".gguf",)
+CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES + GGUF_SUFFIXES
 # Weight formats people keep next to checkpoints that ww_ray recognises but cannot read.
-UNSUPPORTED_SUFFIXES = (".h5", ".keras", ".tflite", ".onnx", ".pb", ".ckpt", ".npz", ".gguf")
+UNSUPPORTED_SUFFIXES = (".h5", ".keras", ".tflite", ".onnx", ".pb", ".ckpt", ".npz")
 
 HF_SAFETENSORS = "model.safetensors"
 HF_SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -129,12 +130,14 @@ def _shards_from_index(folder: Path, index_path: Path) -> list[Path]:
 
 
 def sniff_format(path: Path) -> str | None:
-    """``"safetensors"`` or ``"torch"`` judged from the first bytes of a file, else None."""
+    """``"safetensors"``, ``"gguf"`` or ``"torch"`` judged from the first bytes of a file, else None."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(9)
     except OSError:
         return None
+    if head[:4] == b"GGUF":
+        return "gguf"
     if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
         return "safetensors"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
@@ -148,15 +151,17 @@ def _format_of(path: Path) -> str:
         return "safetensors"
     if suffix in PICKLE_SUFFIXES:
         return "torch"
+    if suffix in GGUF_SUFFIXES:
+        return "gguf"
     if suffix in UNSUPPORTED_SUFFIXES:
         raise CheckpointError(
-            f"{path}: {suffix} weights are not supported; ww_ray reads .safetensors, "
+            f"{path}: {suffix} weights are not supported; ww_ray reads .safetensors, .gguf, "
             f"{', '.join(PICKLE_SUFFIXES)} state dicts and Hugging Face model folders"
         )
     sniffed = sniff_format(path)
     if sniffed is None:
         raise CheckpointError(
-            f"{path} is not a checkpoint: expected .safetensors, {', '.join(PICKLE_SUFFIXES)} "
+            f"{path} is not a checkpoint: expected .safetensors, .gguf, {', '.join(PICKLE_SUFFIXES)} "
             "or a Hugging Face model folder"
         )
     return sniffed
@@ -350,8 +355,13 @@ def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) 
         yield from _iter_safetensors_shards(files, config)
         return
     for file in files:
-        if _format_of(file) == "safetensors":
+        kind = _format_of(file)
+        if kind == "safetensors":
             yield from _iter_safetensors(file, config)
+        elif kind == "gguf":
+            from ww_ray.zoos.gguf_file import iter_gguf
+
+            yield from iter_gguf(file)
         else:
             yield from _iter_pickle(file)
 
@@ -389,7 +399,11 @@ def tensor_shapes(path: str | Path, *, allow_pickle_in_folders: bool = False) ->
     files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
     out: list[tuple[str, tuple[int, ...], str]] = []
     for file in files:
-        if _format_of(file) == "safetensors":
+        if _format_of(file) == "gguf":
+            from ww_ray.zoos.gguf_file import tensor_entries
+
+            out.extend((e.name, e.shape, e.type_name) for e in tensor_entries(file))
+        elif _format_of(file) == "safetensors":
             from safetensors import safe_open
 
             try:

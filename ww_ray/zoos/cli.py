@@ -19,7 +19,8 @@ from ww_ray.errors import EXIT_OK, ModelSkipped, WwRayError, report_error
 from ww_ray.zoos.spec import SKIP_REASON, ModelSpec
 
 LIST_COLUMNS = ("source", "model_id", "revision", "architecture", "dataset", "task", "params", "top1_error",
-                "top5_error", "reported_measure", "reported_value", "size_bytes", "file", "url", "status", "reason")
+                "top5_error", "reported_measure", "reported_value", "figures", "repo_kind", "base_model", "size_bytes",
+                "file", "url", "status", "reason")
 
 
 def register(subparsers: Any) -> None:
@@ -45,6 +46,8 @@ def spec_record(spec: ModelSpec) -> dict[str, Any]:
     # the weight file a zoo reads and where it comes from: what to fetch by hand to work offline
     row["file"] = spec.extra.get("file_name") or (Path(spec.uri).name if spec.uri and "://" not in spec.uri else None)
     row["url"] = spec.uri if spec.uri and "://" in spec.uri else None
+    # model-card / figures-CSV figures, each with what it measures: "glue/mrpc@validation:accuracy=0.86"
+    row["figures"] = "; ".join(f"{f.target}={f.value:g}" for f in spec.reported_figures) or None
     if spec.extra.get(SKIP_REASON):
         row["status"], row["reason"] = "skipped", spec.extra[SKIP_REASON]
     elif spec.extra.get("load_error"):
@@ -77,7 +80,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def format_table(records: list[dict[str, Any]]) -> str:
     """Aligned text table: one model per line, revision shortened, figures with their measure."""
     columns = ("source", "model_id", "revision", "architecture", "dataset", "params", "top1_error", "top5_error",
-               "reported", "file", "status")
+               "reported", "figures", "kind", "file", "status")
     lines = []
     for r in records:
         reported = f"{r['reported_measure']}={r['reported_value']:g}" if r["reported_value"] is not None else ""
@@ -88,6 +91,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
             "top1_error": "" if r["top1_error"] is None else f"{r['top1_error']:.2f}",
             "top5_error": "" if r["top5_error"] is None else f"{r['top5_error']:.2f}",
             "reported": reported,
+            "figures": r["figures"] or "",
+            "kind": r["repo_kind"] or "",
             "file": r["file"] or "",
             "status": r["status"] + (f": {r['reason']}" if r["reason"] else ""),
         })
@@ -118,8 +123,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"architecture  {spec.architecture or ''}")
         print(f"dataset       {spec.dataset or ''}")
         print(f"params        {spec.params if spec.params is not None else ''}")
+        print(f"repo_kind     {spec.repo_kind or ''}")
+        if spec.base_model:
+            print(f"base_model    {spec.base_model}")
         for measure, value in spec.figures.items():
             print(f"{measure:<13} {value:g}")
+        for figure in spec.reported_figures:
+            print(f"figure        {figure.target} = {figure.value:g} ({figure.origin or ''})")
         print()
         print(f"{'index':>5}  {'kind':<10} {'groups':>6}  {'shape':<22} name")
         count = 0

@@ -9,6 +9,13 @@ weight files and ``config.json`` (``snapshot_download(allow_patterns=...)``) and
 one at a time with ``safetensors.safe_open``; the model is never instantiated and remote code
 never runs. ``pytorch_model.bin`` is read only with ``allow_pickle: true`` (still weights-only).
 
+Each spec records its ``repo_kind`` (``zoos.repo_kind``: from the file listing and ``config.json``); a
+quantized repo (GPTQ/AWQ/bitsandbytes ...) is skipped with its format named; a GGUF-only repo is read
+from its most precise ``.gguf`` file (``zoos.gguf_file``; ``gguf_file:`` names one). The model card's
+``model-index`` figures and ``base_model`` come with ``model_info``'s ``card_data`` (offline: the
+cached ``README.md``, ``zoos.model_card``); a ``figures:`` CSV (``zoos.figures``) adds figures joined
+on model id and revision.
+
 Offline (``HF_HUB_OFFLINE=1``): explicit models resolve from the local cache (``cache_dir`` or
 ``HF_HUB_CACHE``); a model missing there fails with a message saying how to provide it.
 """
@@ -18,6 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +38,20 @@ from ww_ray.zoos.checkpoint import (
     HF_PICKLE_INDEX,
     HF_SAFETENSORS,
     HF_SAFETENSORS_INDEX,
+    is_hf_folder,
     iter_state_dict,
     read_hf_config,
+    tensor_shapes,
 )
-from ww_ray.errors import UnsafeIdError, ZooUnavailableError
+from ww_ray.errors import CheckpointError, UnsafeIdError, ZooUnavailableError
 from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
 from ww_ray.zoos.names import count_parameters, depth_order_key
+from ww_ray.zoos.figures import common_dataset, read_figures_csv
+from ww_ray.zoos.gguf_file import pick_gguf_file
+from ww_ray.zoos.model_card import README, card_data_facts, card_facts
 from ww_ray.zoos.registry import register_zoo
+from ww_ray.zoos.repo_kind import RepoKind, judge, quantization_format, quantized_skip_reason
+from ww_ray.zoos.source import open_path
 from ww_ray.zoos.spec import ModelSpec, normalize_dataset
 
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
@@ -83,9 +98,9 @@ class HubZoo(Zoo):
     options = {
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
-        "dataset": "str", "task": "str", "max_listed": "int",
+        "dataset": "str", "task": "str", "max_listed": "int", "figures": "existing_path", "gguf_file": "str",
     }
-    description = "Hugging Face Hub models (safetensors, read lazily; offline from a local cache)"
+    description = "Hugging Face Hub models (safetensors, read lazily; GGUF; offline from a local cache)"
 
     def __init__(self, config, client: Any | None = None) -> None:
         super().__init__(config)
@@ -160,6 +175,21 @@ class HubZoo(Zoo):
         except Exception as exc:  # one unresolvable repo must not take the others with it
             return self._failed_spec(repo_id, revision, f"cannot describe {ref}: {_short(exc)}")
 
+    def finish(self, spec: ModelSpec) -> ModelSpec:
+        """The base class's finish, then the ``figures:`` CSV's figures for the spec's id and revision; a
+        spec with no ``dataset`` takes the one dataset its figures are all on (``figures.common_dataset``)."""
+        spec = super().finish(spec)
+        path = self.config.options.get("figures")
+        if path:
+            table = getattr(self, "_figures_table", None)
+            if table is None:
+                table = self._figures_table = read_figures_csv(path)
+            figures = table.figures_for(spec.model_id, spec.revision)
+            spec = spec.with_reported_figures(figures) if figures else spec
+        if spec.dataset is None and spec.reported_figures:
+            spec = replace(spec, dataset=normalize_dataset(common_dataset(spec.reported_figures)))
+        return spec
+
     def spec_for(self, model_id: str) -> ModelSpec:
         repo_id, revision = split_model_ref(model_id)
         return self.finish(self.describe(repo_id, revision or self.config.options.get("revision")))
@@ -187,7 +217,15 @@ class HubZoo(Zoo):
         files: list[str] = []
         size: int | None = None
         params: int | None = None
-        if HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
+        kind = judge(siblings, config if isinstance(config, dict) else None)
+        card = card_data_facts(getattr(info, "card_data", None))
+        details = self._kind_details(repo_id, kind, siblings, card.base_model)
+        if details:  # quantized (skipped) or gguf (one file)
+            extra.update(details)
+            files = patterns = [details["file_name"]] if "file_name" in details else []
+            if files and getattr(siblings[files[0]], "size", None):
+                size = int(siblings[files[0]].size)
+        elif HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
             try:
                 meta = self.client.get_safetensors_metadata(repo_id, revision=sha)
             except Exception as exc:
@@ -202,6 +240,10 @@ class HubZoo(Zoo):
             extra["num_tensors"] = len(shapes)
             extra["num_layers"] = sum(1 for _ in layer_weights_from_state_dict(meta_tensors(shapes), model_type))
             patterns = files + ([HF_SAFETENSORS_INDEX] if HF_SAFETENSORS_INDEX in siblings else [])
+            fmt = quantization_format(config if isinstance(config, dict) else None, (n for n, _, _ in shapes))
+            if fmt:  # packed-int tensor names with no quantization_config in the listing's config
+                kind = RepoKind("quantized", fmt)
+                extra[SKIP_REASON] = quantized_skip_reason(repo_id, fmt, card.base_model)
         elif HF_PICKLE in siblings or HF_PICKLE_INDEX in siblings:
             patterns = [HF_PICKLE, "pytorch_model-*.bin", HF_PICKLE_INDEX]
             files = [f for f in siblings if f == HF_PICKLE or re.fullmatch(r"pytorch_model-\d+-of-\d+\.bin", f)]
@@ -225,6 +267,7 @@ class HubZoo(Zoo):
             dataset=normalize_dataset(self.config.options.get("dataset")),
             task=self.config.options.get("task") or getattr(info, "pipeline_tag", None),
             params=params, uri=f"https://huggingface.co/{repo_id}/tree/{sha or 'main'}", size_bytes=size,
+            repo_kind=kind.kind, base_model=card.base_model, reported_figures=card.figures,
             zoo_kind=self.kind, extra=extra,
         )
 
@@ -232,7 +275,7 @@ class HubZoo(Zoo):
         from huggingface_hub import try_to_load_from_cache
 
         found = None
-        for name in (HF_CONFIG, HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PICKLE):
+        for name in (HF_CONFIG, HF_SAFETENSORS, HF_SAFETENSORS_INDEX, HF_PICKLE, README):
             hit = try_to_load_from_cache(repo_id, name, cache_dir=self.cache_dir, revision=revision)
             if isinstance(hit, str):
                 found = Path(hit).parent
@@ -242,17 +285,46 @@ class HubZoo(Zoo):
         config = read_hf_config(found)
         model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
         weights = [p for p in sorted(found.iterdir()) if p.suffix in (".safetensors", ".bin")]
+        readme = found / README
+        card = card_facts(readme.read_text(encoding="utf-8", errors="replace"), where=str(readme)) \
+            if readme.is_file() else card_data_facts(None)
+        names = [p.name for p in found.iterdir()]
+        try:  # packed-int tensor names in the cached headers mark a quantized checkpoint
+            names_in_headers = [n for n, _, _ in tensor_shapes(found)] if is_hf_folder(found) \
+                and any(n.endswith(".safetensors") for n in names) else []
+        except CheckpointError:
+            names_in_headers = []   # a broken file fails when it is loaded, with the reader's message
+        kind = judge(names, config, names_in_headers)
+        extra: dict[str, Any] = {"model_type": model_type, "files": [p.name for p in weights], "cached": True,
+                                 "allow_patterns": ["*.safetensors", "*.safetensors.index.json", HF_CONFIG]
+                                 + (["*.bin", HF_PICKLE_INDEX] if self.allow_pickle else [])}
+        details = self._kind_details(repo_id, kind, names, card.base_model)
+        extra.update(details)
+        if "file_name" in details:
+            weights = [found / details["file_name"]]
+            extra.update(files=[details["file_name"]], allow_patterns=[details["file_name"], HF_CONFIG])
         spec = ModelSpec(
             source=self.source, model_id=repo_id, revision=found.name if _SHA.fullmatch(found.name) else revision,
             architecture=model_type, dataset=normalize_dataset(self.config.options.get("dataset")),
             task=self.config.options.get("task"),
             uri=f"https://huggingface.co/{repo_id}/tree/{found.name}",
             size_bytes=sum(p.stat().st_size for p in weights) or None, zoo_kind=self.kind,
-            extra={"model_type": model_type, "files": [p.name for p in weights], "cached": True,
-                   "allow_patterns": ["*.safetensors", "*.safetensors.index.json", HF_CONFIG]
-                   + (["*.bin", HF_PICKLE_INDEX] if self.allow_pickle else [])},
+            repo_kind=kind.kind, base_model=card.base_model, reported_figures=card.figures, extra=extra,
         )
         return spec
+
+    def _kind_details(self, repo_id: str, kind: RepoKind, names: Any, base_model: str | None) -> dict[str, Any]:
+        """``spec.extra`` entries of the kinds read differently: quantized → the skip reason naming the
+        format; gguf → ``file_name``, the one ``.gguf`` to read (``gguf_file:`` glob, else the most precise)."""
+        if kind.kind == "quantized":
+            return {SKIP_REASON: quantized_skip_reason(repo_id, str(kind.format), base_model)}
+        if kind.kind == "gguf":
+            pattern = self.config.options.get("gguf_file")
+            chosen = pick_gguf_file(names, pattern)
+            if chosen is None:
+                return {SKIP_REASON: f"{repo_id} has no .gguf file matching gguf_file={pattern!r}"}
+            return {"file_name": chosen}
+        return {}
 
     def _failed_spec(self, repo_id: str, revision: str | None, message: str) -> ModelSpec:
         return ModelSpec(source=self.source, model_id=repo_id, revision=revision, zoo_kind=self.kind,
@@ -282,6 +354,8 @@ class HubZoo(Zoo):
         if revision:
             split_model_ref(f"{repo_id}@{revision}")
         folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
+        if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
+            return open_path(folder / str(spec.extra["file_name"]), source=spec.source, model_id=spec.model_id)[1]
         model_type = read_hf_config(folder).get("model_type")
         items = iter_state_dict(folder, allow_pickle_in_folders=self.allow_pickle)
         return layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
@@ -295,7 +369,10 @@ class HubZoo(Zoo):
         revision = spec.revision or self.config.options.get("revision")
         if revision:
             split_model_ref(f"{repo_id}@{revision}")
-        return self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
+        folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
+        if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
+            return folder / str(spec.extra["file_name"])
+        return folder
 
     def download(self, repo_id: str, revision: str | None, patterns: list[str]) -> Path:
         """The local snapshot folder holding the weight files (downloaded when needed and allowed)."""

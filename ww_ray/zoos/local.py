@@ -1,7 +1,8 @@
 """The local zoo: a folder of checkpoints, with an optional metadata CSV of published figures.
 
-Every ``.safetensors`` / ``.pt`` / ``.pth`` / ``.th`` / ``.bin`` file and every Hugging Face
-model folder under ``path`` is one model (sub-folders are searched unless ``recursive: false``).
+Every ``.safetensors`` / ``.gguf`` / ``.pt`` / ``.pth`` / ``.th`` / ``.bin`` file and every Hugging Face
+model folder under ``path`` is one model (its ``repo_kind`` judged by ``zoos.repo_kind``; a quantized
+one — GPTQ/AWQ packed ints, bitsandbytes, a ``quantization_config`` — is listed skipped, format named) (sub-folders are searched unless ``recursive: false``).
 Weight files in formats ww_ray cannot read (``.h5``, ``.tflite`` ...) are listed as skipped with
 the reason, so they show up in the results instead of vanishing; so do a folder with a
 ``config.json`` and no weights, a symbolic link loop or dangling link (a failed row, the rest of the
@@ -40,6 +41,7 @@ from ww_ray.errors import ZooError
 from ww_ray.zoos.metadata import ModelMetadata
 from ww_ray.zoos.names import count_parameters, natural_key
 from ww_ray.zoos.registry import register_zoo
+from ww_ray.zoos.repo_kind import local_kind, quantization_format, quantized_skip_reason
 from ww_ray.zoos.source import open_path
 from ww_ray.zoos.spec import ModelSpec
 
@@ -232,6 +234,10 @@ class LocalZoo(Zoo):
                     if entry.is_dir() else [entry]
         extra["files"] = [f.relative_to(self.folder).as_posix() if f != self.folder else f.name for f in files]
         architecture, params = self._header_facts(entry, files, extra)
+        try:
+            kind = local_kind(entry, read_hf_config(entry) if entry.is_dir() else {}).kind
+        except CheckpointError:
+            kind = None           # a broken config.json fails when the model is loaded
         return ModelSpec(
             source=self.source,
             model_id=model_id,
@@ -240,6 +246,7 @@ class LocalZoo(Zoo):
             params=params,
             uri=str(entry),
             size_bytes=sum(f.stat().st_size for f in files),
+            repo_kind="quantized" if extra.get("quantization") else kind,
             zoo_kind=self.kind,
             extra=extra,
         )
@@ -260,11 +267,21 @@ class LocalZoo(Zoo):
                 value = None      # loading reports the broken config.json as a failure
             model_type = value if isinstance(value, str) else None
         params = None
-        if files and all(f.suffix == ".safetensors" for f in files):
+        if files and all(f.suffix.lower() in (".safetensors", ".gguf") for f in files):
             try:
-                params = count_parameters((name, shape) for name, shape, _ in tensor_shapes(entry))
+                shapes = tensor_shapes(entry)
             except CheckpointError:
-                params = None     # a corrupt file fails when it is loaded, with the reader's message
+                shapes = None     # a corrupt file fails when it is loaded, with the reader's message
+            if shapes is not None:
+                params = count_parameters((name, shape) for name, shape, _ in shapes)
+                try:
+                    config = read_hf_config(entry) if entry.is_dir() else {}
+                except CheckpointError:
+                    config = {}
+                fmt = quantization_format(config, (name for name, _, _ in shapes))
+                if fmt:
+                    extra["quantization"] = fmt
+                    extra[SKIP_REASON] = quantized_skip_reason(str(entry), fmt)
         if model_type:
             extra["model_type"] = model_type
         return model_type, params

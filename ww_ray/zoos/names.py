@@ -17,6 +17,7 @@ EMBEDDING_COMPONENTS = frozenset(
         "embed_positions", "word_embeddings", "position_embeddings", "token_type_embeddings",
         "tokens_embed", "positions_embed", "token_embedding", "position_embedding", "word_embedding",
         "rel_embeddings", "relative_attention_bias",
+        "token_embd", "position_embd",  # GGUF (llama.cpp) names, zoos.gguf_file
     }
 )
 _EMBEDDING_SUFFIX = re.compile(r"^[a-z0-9]+_(embed|embeds|embedding|embeddings)$")
@@ -89,7 +90,7 @@ def block_order_key(name: str) -> tuple:
 
 
 _TOKEN_TABLES = frozenset({"wte", "word_embeddings", "embed_tokens", "tokens_embed", "token_embedding",
-                           "word_embedding", "shared"})
+                           "word_embedding", "shared", "token_embd"})
 
 
 def depth_order_key(name: str) -> tuple:

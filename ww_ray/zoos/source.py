@@ -1,8 +1,8 @@
 """``open_source``: turn whatever the user hands ``ww_ray.analyze`` into a spec and its layer weights.
 
 Accepted sources: a ``torch.nn.Module``; a state dict (mapping of names to tensors, possibly
-nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.pt/.pth/.th/.bin`` file
-or a Hugging Face model folder; or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
+nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.gguf`` / ``.pt/.pth/.th/.bin`` file
+or a Hugging Face model folder (a quantized one — GPTQ, AWQ, bitsandbytes — is ``skipped``, format named); or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
 ``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision).
 """
 from __future__ import annotations
@@ -26,9 +26,12 @@ from ww_ray.zoos.checkpoint import (
     strip_wrapper_prefixes,
     tensor_shapes,
 )
+from ww_ray.errors import ModelSkipped
+from ww_ray.zoos.gguf_file import GGUF_SUFFIX, architecture as gguf_architecture
 from ww_ray.zoos.layers import guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
 from ww_ray.zoos.names import count_parameters
 from ww_ray.zoos.registry import load_layer_weights, spec_from_uri, uri_schemes
+from ww_ray.zoos.repo_kind import local_kind, quantization_format, quantized_skip_reason
 from ww_ray.zoos.spec import ModelSpec
 
 def is_zoo_uri(source: object) -> bool:
@@ -98,18 +101,30 @@ def open_path(path: Path, *, allow_pickle: bool = False, source: str = "local", 
     model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
     all_safetensors = all(f.suffix == ".safetensors" for f in files)
     params: int | None = None
-    if all_safetensors:
+    architecture = model_type
+    if all(f.suffix.lower() == GGUF_SUFFIX for f in files):
+        shapes = tensor_shapes(path)   # from the GGUF header; weights dequantized one at a time as read
+        params = count_parameters((name, shape) for name, shape, _ in shapes)
+        architecture = architecture or gguf_architecture(files[0])
+        items: Any = iter_state_dict(path)
+    elif all_safetensors:
         shapes = tensor_shapes(path, allow_pickle_in_folders=allow_pickle)
+        fmt = quantization_format(config, (name for name, _, _ in shapes))
+        if fmt:
+            raise ModelSkipped(quantized_skip_reason(str(path), fmt))
         params = count_parameters((name, shape) for name, shape, _ in shapes)
         if model_type is None:
-            model_type = guess_model_type(name for name, _, _ in shapes)
-        items: Any = iter_state_dict(path, allow_pickle_in_folders=allow_pickle)
+            model_type = architecture = guess_model_type(name for name, _, _ in shapes)
+        items = iter_state_dict(path, allow_pickle_in_folders=allow_pickle)
     else:
         # Pickles are read whole anyway: load now so an unsafe or broken file fails here, not mid-analysis.
         items = list(iter_state_dict(path, allow_pickle_in_folders=allow_pickle))
+        fmt = quantization_format(config, (name for name, _ in items))
+        if fmt:
+            raise ModelSkipped(quantized_skip_reason(str(path), fmt))
         params = count_parameters((k, tuple(t.shape)) for k, t in items if t.is_floating_point())
         if model_type is None:
-            model_type = guess_model_type(name for name, _ in items)
+            model_type = architecture = guess_model_type(name for name, _ in items)
     extra: dict[str, Any] = {"files": [str(f) for f in files]}
     if model_type:
         extra["model_type"] = model_type
@@ -117,10 +132,11 @@ def open_path(path: Path, *, allow_pickle: bool = False, source: str = "local", 
         "source": source,
         "model_id": model_id or _default_model_id(path),
         "revision": checkpoint_digest(files),
-        "architecture": model_type,
+        "architecture": architecture,
         "params": params,
         "uri": str(path.resolve()),
         "size_bytes": sum(f.stat().st_size for f in files),
+        "repo_kind": local_kind(path, config).kind,
         "zoo_kind": "local",
         "extra": extra,
     }

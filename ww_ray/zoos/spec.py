@@ -4,7 +4,10 @@ A spec is small, immutable and picklable (it travels to Ray tasks). Its fields m
 onto the model columns of ``store/schema.py`` (``MODELS_SCHEMA``); ``to_row()`` gives them.
 Reported figures keep what they measure: ``top1_error`` / ``top5_error`` are error percentages,
 ``reported_value`` is the source's headline figure and ``reported_measure`` names it
-(one of ``MEASURES``), so a regression never mixes errors with mIoU or AP.
+(one of ``MEASURES``), so a regression never mixes errors with mIoU or AP. Figures of any other
+metric (a model card's ``model-index``, a figures CSV) are ``reported_figures``: ``zoos.figures.Figure``
+objects that keep task, dataset, split, metric and direction; only figures of one ``Figure.target``
+are regressed together.
 """
 from __future__ import annotations
 
@@ -77,6 +80,10 @@ class ModelSpec:
         reported_value, reported_measure: the source's headline figure and what it measures.
         uri: where the weights come from (path, URL, ``hf://`` id).
         size_bytes: size of the weight files when known before loading.
+        repo_kind: what holds the weights (``zoos.repo_kind.REPO_KINDS``: full, sharded, adapter, gguf,
+            quantized, no_weights), judged from file names and config.json; None when not judged.
+        base_model: the model this one was made from (card ``base_model``, an adapter's base).
+        reported_figures: figures of any metric (model card ``model-index``, a figures CSV).
         zoo_kind: the registry kind that made the spec (``local``, ``pytorchcv``, ``hub``, ``module``...).
         zoo: the config of the zoo that made it (None for a module or state dict), so a Ray task
             on another node can rebuild that zoo to load it.
@@ -96,6 +103,10 @@ class ModelSpec:
     reported_measure: str | None = None
     uri: str | None = None
     size_bytes: int | None = None
+    repo_kind: str | None = None
+    base_model: str | None = None
+    # zoos.figures.Figure objects (not imported here: figures.py reads this module's MEASURES)
+    reported_figures: tuple[Any, ...] = field(default=(), hash=False, compare=False)
     zoo_kind: str = "module"
     zoo: "ZooConfig | None" = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -138,11 +149,18 @@ class ModelSpec:
             extra["figures"] = others
         return replace(self, **figure_fields(merged), extra=extra)
 
+    def with_reported_figures(self, figures: "tuple[Any, ...] | list[Any]") -> "ModelSpec":
+        """A copy with ``figures`` added; a new figure replaces an old one of the same target."""
+        merged = {f.target: f for f in self.reported_figures}
+        merged.update({f.target: f for f in figures})
+        return replace(self, reported_figures=tuple(merged.values()))
+
     def to_row(self) -> dict[str, Any]:
         """The ``MODELS_SCHEMA`` columns this spec fills."""
         row = asdict(self)
         for name in ("zoo_kind", "zoo", "extra"):
             row.pop(name)
+        row["reported_figures"] = list(row["reported_figures"]) or None
         return row
 
 
