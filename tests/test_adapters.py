@@ -244,3 +244,29 @@ def test_lowrank_core_handles_rank_above_the_matrix_side():
     b, a = rng.standard_normal((5, 8)), rng.standard_normal((8, 40))   # r = 8 > N = 5
     explicit = np.sort(np.linalg.svd(0.3 * b @ a, compute_uv=False) ** 2)
     np.testing.assert_allclose(lowrank_eigenvalues(LowRankFactors(b, a, 0.3)), explicit, rtol=1e-12)
+
+
+def test_report_lists_layers_that_moved_and_base_scale_collapse(tmp_path):
+    from ww_ray.analysis.report import build_report
+    from ww_ray.store.writer import commit_model
+
+    base = tiny_bert()
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        tuned.encoder.layer[0].intermediate.dense.weight.mul_(0.1)   # λmax × 0.01: two decades down
+        tuned.encoder.layer[1].attention.self.key.weight.add_(0.001)
+    rows = ww_ray.analyze(tuned, base_model=base)
+    rows = rows.assign(source="ft", model_id="tuned", revision="r1", run_id="20260101T000000.000000Z-adapters")
+    summary = ww_ray.summarize(rows)
+    commit_model(str(tmp_path / "root"), rows.to_dict("records"),
+                 {"source": "ft", "model_id": "tuned", "revision": "r1", "run_id": "20260101T000000.000000Z-adapters",
+                  "status": "ok", **{k: v for k, v in summary.items() if k in ("alpha", "log_spectral_norm", "num_layers")}})
+    report = build_report(str(tmp_path / "root"), out_dir=str(tmp_path / "report"))
+    page = report.html_path.read_text(encoding="utf-8")
+    section = page[page.index("Against the base"):]
+    assert "Layers that moved most" in section
+    collapse = section[section.index("Scale collapse relative to the base"):]
+    assert "): 1</h3>" in collapse and "encoder.layer.0.intermediate.dense" in collapse
+    moved = section[:section.index("Scale collapse relative to the base")]
+    # the collapsed layer moved most (‖ΔW‖/‖W‖ = 0.9); the key projection comes next
+    assert moved.index("encoder.layer.0.intermediate.dense") < moved.index("encoder.layer.1.attention.self.key")

@@ -58,6 +58,11 @@ def primary_rows(layers: pd.DataFrame) -> pd.DataFrame:
     return layers[keep]
 
 
+def reproducible_from_uri(layers: pd.DataFrame) -> pd.Series:
+    """Rows that re-reading the model's ``uri`` alone gives again (``weight`` and ``adapter_delta``)."""
+    return _roles(layers).isin([WEIGHT, ADAPTER_DELTA])
+
+
 def layer_shifts(layers: pd.DataFrame, metrics: tuple[str, ...] = SHIFT_METRICS) -> pd.DataFrame:
     """Per paired layer: tuned and base values, ``d_<metric>`` and ``relative_change``, most moved first."""
     keys = [k for k in _MODEL_KEYS if k in layers.columns] + ["layer_name", "slice_id"]
