@@ -270,3 +270,50 @@ def test_report_lists_layers_that_moved_and_base_scale_collapse(tmp_path):
     moved = section[:section.index("Scale collapse relative to the base")]
     # the collapsed layer moved most (‖ΔW‖/‖W‖ = 0.9); the key projection comes next
     assert moved.index("encoder.layer.0.intermediate.dense") < moved.index("encoder.layer.1.attention.self.key")
+
+
+def test_hub_adapter_repo_and_card_linked_finetune(tmp_path, hub_online, monkeypatch):
+    """Hub repos through an HfApi-compatible client over local folders (no network)."""
+    import huggingface_hub
+    from huggingface_hub.hf_api import ModelInfo
+
+    from tests.test_zoos_hub import FakeHfApi
+    from ww_ray.config import parse_config
+    from ww_ray.zoos import hub
+    from ww_ray.zoos.registry import enumerate_specs, load_layer_weights
+
+    base, _, adapter_dir = make_adapter(tmp_path, target_modules=["query"])
+    base_dir, tuned_dir = tmp_path / "base", tmp_path / "tuned"
+    base.save_pretrained(str(base_dir))
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        tuned.encoder.layer[0].attention.self.query.weight.mul_(0.05)
+    tuned.save_pretrained(str(tuned_dir))
+    repos = {"org/lora": ("a" * 40, adapter_dir, "bert"), "org/base": ("b" * 40, base_dir, "bert"),
+             "org/tuned": ("c" * 40, tuned_dir, "bert")}
+
+    class CardClient(FakeHfApi):
+        def model_info(self, repo_id, revision=None, files_metadata=False):
+            info = super().model_info(repo_id, revision, files_metadata)
+            card = {"base_model": "org/base"} if repo_id == "org/tuned" else {}
+            return ModelInfo(id=info.id, sha=info.sha, siblings=[{"rfilename": s.rfilename, "size": s.size}
+                                                                  for s in info.siblings], cardData=card)
+
+    client = CardClient(repos, [])
+    monkeypatch.setattr(hub, "make_client", lambda: client)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(repos[repo_id][1]))
+    config = parse_config({"zoos": [{"kind": "hub", "models": ["org/lora", "org/tuned"], "base_model": "auto"}]})
+    lora, tuned_spec = enumerate_specs(config)
+    assert lora.extra["adapter"] is True and lora.extra["allow_patterns"][:2] == ["adapter_model.safetensors",
+                                                                                 "adapter_config.json"]
+    assert tuned_spec.extra["base_model"] == "org/base"
+    deltas = list(load_layer_weights(lora))   # the adapter config names no base: deltas only
+    assert {w.role for w in deltas} == {"adapter_delta"} and len(deltas) == 2
+    weights = list(load_layer_weights(tuned_spec))
+    roles = {w.role for w in weights}
+    assert roles == {"weight", "base", "delta_vs_base"} and {w.base_model for w in weights} == {"org/base"}
+    from ww_ray.api import analyze_weights
+    rows = pd.DataFrame(analyze_weights(weights, resolve_options("paper")))
+    from ww_ray.analysis.shifts import base_scale_collapse, layer_shifts
+    assert layer_shifts(rows).iloc[0].layer_name == "encoder.layer.0.attention.self.query"
+    assert list(base_scale_collapse(rows).layer_name) == ["encoder.layer.0.attention.self.query"]

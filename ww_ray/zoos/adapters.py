@@ -67,6 +67,16 @@ def adapter_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
     raise CheckpointError(f"{folder} has no {ADAPTER_SAFETENSORS} or {ADAPTER_PICKLE}")
 
 
+def adapter_listing(siblings: dict[str, Any]) -> tuple[list[str], int | None] | None:
+    """For a Hub repo's file listing (``rfilename -> sibling``): ``(files, total size)`` when it is a
+    LoRA adapter repo (``adapter_config.json`` + ``adapter_model.safetensors`` at its root), else None."""
+    if ADAPTER_CONFIG not in siblings or ADAPTER_SAFETENSORS not in siblings:
+        return None
+    files = [ADAPTER_SAFETENSORS, ADAPTER_CONFIG]
+    sizes = [getattr(siblings[f], "size", None) for f in files]
+    return files, (sum(int(s) for s in sizes) if all(sizes) else None)
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """What the analysis needs from ``adapter_config.json``."""

@@ -7,6 +7,9 @@ embedding table is not paired). The base's weights are held in memory while the 
 (two models' weights at most); ΔW is formed in float64, so a delta far below the weights' own
 precision is still exact for the stored values.
 
+On the Hub a fine-tune names its base in its model card (``base_model:``, ``card_base_model``); the
+hub zoo's ``base_model: auto`` analyses such a model against that base.
+
 For every fine-tune layer the weights come as: its ``weight``, then, when paired, the ``base`` weight
 and the ``delta_vs_base``, all three with the same ``layer_index`` and ``base_model`` set.
 """
@@ -72,6 +75,22 @@ def match_names(names: Iterable[str], base_names: Iterable[str]) -> dict[str, st
             if found is not None:
                 out[n] = found
     return {n: out[n] for n in names if n in out}
+
+
+def card_base_model(info: Any) -> str | None:
+    """The base model a Hub model card names (``base_model``: one repo id, or a list holding one), else None.
+
+    >>> from types import SimpleNamespace
+    >>> card_base_model(SimpleNamespace(card_data={"base_model": ["org/base"]})), card_base_model(SimpleNamespace())
+    ('org/base', None)
+    """
+    card = getattr(info, "card_data", None) or getattr(info, "cardData", None)
+    if card is None:
+        return None
+    value = card.get("base_model") if hasattr(card, "get") else getattr(card, "base_model", None)
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None   # a merge of several bases has no single base
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _float64(tensor: Any) -> np.ndarray:

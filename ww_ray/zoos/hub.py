@@ -9,6 +9,10 @@ weight files and ``config.json`` (``snapshot_download(allow_patterns=...)``) and
 one at a time with ``safetensors.safe_open``; the model is never instantiated and remote code
 never runs. ``pytorch_model.bin`` is read only with ``allow_pickle: true`` (still weights-only).
 
+A repo holding a LoRA adapter (``adapter_config.json`` + ``adapter_model.safetensors``) is analysed
+as an adapter (``ww_ray.zoos.adapters``). ``base_model:`` (a path or URI; ``auto``: the model card's
+``base_model``, or an adapter's ``base_model_name_or_path``) analyses each model against its base.
+
 Offline (``HF_HUB_OFFLINE=1``): explicit models resolve from the local cache (``cache_dir`` or
 ``HF_HUB_CACHE``); a model missing there fails with a message saying how to provide it.
 """
@@ -34,6 +38,8 @@ from ww_ray.zoos.checkpoint import (
     read_hf_config,
 )
 from ww_ray.errors import UnsafeIdError, ZooUnavailableError
+from ww_ray.zoos.adapters import ADAPTER_EXTRA, adapter_listing
+from ww_ray.zoos.finetune import card_base_model, with_base_weights
 from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
 from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.registry import register_zoo
@@ -83,7 +89,7 @@ class HubZoo(Zoo):
     options = {
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
-        "dataset": "str", "task": "str", "max_listed": "int",
+        "dataset": "str", "task": "str", "max_listed": "int", "base_model": "str",
     }
     description = "Hugging Face Hub models (safetensors, read lazily; offline from a local cache)"
 
@@ -183,11 +189,17 @@ class HubZoo(Zoo):
         config = getattr(info, "config", None) or getattr(listed, "config", None) or {}
         model_type = config.get("model_type") if isinstance(config, dict) else None
         siblings = {s.rfilename: s for s in (getattr(info, "siblings", None) or [])}
-        extra: dict[str, Any] = {"model_type": model_type, "library": getattr(info, "library_name", None)}
+        extra: dict[str, Any] = {"model_type": model_type, "library": getattr(info, "library_name", None),
+                                 "base_model": card_base_model(info)}
         files: list[str] = []
         size: int | None = None
         params: int | None = None
-        if HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
+        adapter = adapter_listing(siblings)   # a LoRA adapter repo (ww_ray.zoos.adapters)
+        if adapter is not None:
+            files, size = adapter
+            extra[ADAPTER_EXTRA] = True
+            patterns = list(files)
+        elif HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
             try:
                 meta = self.client.get_safetensors_metadata(repo_id, revision=sha)
             except Exception as exc:
@@ -263,6 +275,7 @@ class HubZoo(Zoo):
         weights downloaded. None offline, for pickled-only repos and for specs that failed."""
         files = list(spec.extra.get("files") or [])
         if hub_offline() or spec.extra.get(LOAD_ERROR) or spec.extra.get("cached") or not files \
+                or spec.extra.get(ADAPTER_EXTRA) \
                 or not all(f.endswith(".safetensors") for f in files):
             return None
         repo_id, _ = split_model_ref(spec.model_id)
@@ -282,13 +295,38 @@ class HubZoo(Zoo):
         if revision:
             split_model_ref(f"{repo_id}@{revision}")
         folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
+        if spec.extra.get(ADAPTER_EXTRA):
+            from ww_ray.zoos.source import open_adapter_source
+
+            base = self.config.options.get("base_model")
+            return open_adapter_source(folder, base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)[1]
         model_type = read_hf_config(folder).get("model_type")
         items = iter_state_dict(folder, allow_pickle_in_folders=self.allow_pickle)
-        return layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
+        layers = layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
+        base = self._base_of(spec)
+        if base is None:
+            return layers
+        from ww_ray.zoos.source import open_source
 
-    def checkpoint_path(self, spec: ModelSpec) -> Path:
-        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files."""
+        _, base_layers = open_source(base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)
+        return with_base_weights(layers, base_layers, base.removeprefix(f"{self.uri_scheme}:"))
+
+    def _base_of(self, spec: ModelSpec) -> str | None:
+        """The base a (non-adapter) model is analysed against: zoo option ``base_model`` (``auto``: the card's)."""
+        option = self.config.options.get("base_model")
+        if not option:
+            return None
+        if option != "auto":
+            return str(option)           # a path or a zoo URI, as given
+        named = spec.extra.get("base_model")
+        return f"hf:{named}" if named else None
+
+    def checkpoint_path(self, spec: ModelSpec) -> Path | None:
+        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files (None for
+        adapters: ``load`` reads them)."""
         self.check_not_skipped(spec)
+        if spec.extra.get(ADAPTER_EXTRA) or self._base_of(spec) is not None:
+            return None
         if spec.extra.get(LOAD_ERROR):
             raise ZooUnavailableError(str(spec.extra[LOAD_ERROR]))
         repo_id, _ = split_model_ref(spec.model_id)
