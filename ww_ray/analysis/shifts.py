@@ -7,7 +7,8 @@ with its base, or a dataset's ``layers`` table). Per layer (model key, ``layer_n
 * the ``base`` row, and the delta row (``delta_vs_base`` or ``adapter_delta``).
 
 ``layer_shifts`` gives ``d_<metric>`` = tuned − base for ``SHIFT_METRICS`` and ``relative_change``
-= ‖ΔW‖_F / ‖W_base‖_F = √(norm_delta / norm_base), largest first: the layers that moved most.
+= ‖ΔW‖_F / ‖W_base‖_F = √(norm_delta / norm_base), largest first: the layers that moved most
+(0 for a layer unchanged from its base, whose ``delta_vs_base`` row is skipped: ΔW = 0 has no ESD).
 
 **Scale collapse relative to the base**: a layer whose log10 λmax fell by more than
 ``BASE_COLLAPSE_DECADES`` = 0.5 against its base (its spectral norm shrank more than √10 ≈ 3.2×).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ww_ray.spectral.prepare import UNCHANGED_FROM_BASE
 from ww_ray.weights import ADAPTER_DELTA, BASE, DELTA_VS_BASE, MERGED, WEIGHT, primary_role
 
 SHIFT_METRICS = ("alpha", "log_spectral_norm", "log_norm", "alpha_weighted", "stable_rank", "entropy")
@@ -80,7 +82,11 @@ def layer_shifts(layers: pd.DataFrame, metrics: tuple[str, ...] = SHIFT_METRICS)
     values = list(dict.fromkeys([*metrics, "norm"]))
     tuned = ok[ok_roles.isin([WEIGHT, MERGED])][keys + ["weight_role"] + (["base_model"] if "base_model" in ok else [])
                                                + values]
-    delta = ok[ok_roles.isin([DELTA_VS_BASE, ADAPTER_DELTA])][keys + ["norm"]].rename(columns={"norm": "norm_delta"})
+    delta = ok[ok_roles.isin([DELTA_VS_BASE, ADAPTER_DELTA])][keys + ["norm"]]
+    if "error" in layers:   # a layer unchanged from its base: a skipped delta row, ‖ΔW‖ = 0
+        same = layers[(roles == DELTA_VS_BASE) & (layers["error"] == UNCHANGED_FROM_BASE)][keys].assign(norm=0.0)
+        delta = pd.concat([delta, same], ignore_index=True) if len(same) else delta
+    delta = delta.rename(columns={"norm": "norm_delta"})
     paired = tuned.merge(base[keys + values], on=keys, suffixes=("", "_base"))
     paired = paired.merge(delta, on=keys, how="left")
     if "base_model" not in paired:

@@ -21,7 +21,7 @@ import numpy as np
 from ww_ray.spectral.lowrank import is_low_rank, lowrank_inputs
 from ww_ray.spectral.matrices import SpectralInput, layer_inputs
 from ww_ray.spectral.presets import AnalysisOptions
-from ww_ray.weights import EMBEDDING, LayerWeight
+from ww_ray.weights import DELTA_VS_BASE, EMBEDDING, LayerWeight
 
 
 def _eval_count_for_filter(item: SpectralInput) -> int:
@@ -41,11 +41,16 @@ def _size_problem(item: SpectralInput, options: AnalysisOptions) -> str | None:
     return None
 
 
+ALL_ZERO = "all-zero matrix: its ESD is empty"
+#: The ``error`` of a skipped ``delta_vs_base`` row: the layer did not change (ΔW = 0).
+UNCHANGED_FROM_BASE = "ΔW = 0: the layer is unchanged from the base"
+
+
 def _data_problem(matrices: np.ndarray) -> str | None:
     if not np.all(np.isfinite(matrices)):
         return "weights contain NaN or Inf"
     if not np.any(matrices):
-        return "all-zero matrix: its ESD is empty"
+        return ALL_ZERO
     return None
 
 
@@ -82,6 +87,8 @@ def prepare_inputs(weights: Iterable[LayerWeight], options: AnalysisOptions) -> 
             data_problem = None if size_problem else _data_problem(item.matrices)
             if size_problem:
                 _decided(item, "skipped", size_problem)
+            elif data_problem == ALL_ZERO and weight.role == DELTA_VS_BASE:
+                _decided(item, "skipped", UNCHANGED_FROM_BASE)
             elif data_problem:
                 _decided(item, "failed", data_problem)
             prepared.append(item)
