@@ -317,3 +317,24 @@ def test_hub_adapter_repo_and_card_linked_finetune(tmp_path, hub_online, monkeyp
     from ww_ray.analysis.shifts import base_scale_collapse, layer_shifts
     assert layer_shifts(rows).iloc[0].layer_name == "encoder.layer.0.attention.self.query"
     assert list(base_scale_collapse(rows).layer_name) == ["encoder.layer.0.attention.self.query"]
+
+
+def test_cli_analyze_with_base_model_prints_the_layers_that_moved(tmp_path, capsys):
+    from ww_ray.cli import main
+
+    base, _, folder = make_adapter(tmp_path, target_modules=["query"])
+    base.save_pretrained(str(tmp_path / "base"))
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        tuned.encoder.layer[1].attention.self.query.weight.mul_(0.1)
+    tuned.save_pretrained(str(tmp_path / "tuned"))
+    assert main(["analyze", str(tmp_path / "tuned"), "--base-model", str(tmp_path / "base"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "delta_vs_base" in out and "layers that moved most" in out
+    moved = out[out.index("layers that moved most"):].splitlines()
+    assert moved[2].split()[0] == "encoder.layer.1.attention.self.query"
+    assert "scale collapse against the base (log10 λmax down more than 0.5 decade): " \
+           "encoder.layer.1.attention.self.query" in out
+    assert main(["analyze", str(tmp_path / "base"), "--adapter", str(folder), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "adapter_delta" in out and "merged" in out
