@@ -338,3 +338,14 @@ def test_cli_analyze_with_base_model_prints_the_layers_that_moved(tmp_path, caps
     assert main(["analyze", str(tmp_path / "base"), "--adapter", str(folder), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "adapter_delta" in out and "merged" in out
+
+
+def test_modules_to_save_are_left_out_and_a_prefixed_base_still_pairs(tmp_path):
+    base, _, folder = make_adapter(tmp_path, target_modules=["query"], modules_to_save=["pooler"])
+    rows = ww_ray.analyze(folder)
+    assert set(rows.weight_role) == {"adapter_delta"} and all(".query" in n for n in rows.layer_name)
+    # a base whose names carry one more leading component (a task model's "bert.") pairs by the stripped path
+    prefixed = {f"bert.{name}": p.detach() for name, p in base.named_parameters()}
+    paired = ww_ray.analyze(folder, base_model=prefixed)
+    merged = paired[paired.weight_role == "merged"]
+    assert len(merged) == len(rows) and all(n.startswith("bert.encoder.") for n in merged.layer_name)

@@ -222,29 +222,31 @@ def _merged(base: LayerWeight, delta: LowRankFactors) -> np.ndarray:
 
 
 def with_base(deltas: list[LayerWeight], base_weights: Iterable[LayerWeight], base_id: str) -> Iterator[LayerWeight]:
-    """Base weights in their order, each adapted one followed by its ``adapter_delta`` and ``merged`` weights.
+    """Base weights as they stream, each adapted one followed by its ``adapter_delta`` and ``merged`` weights.
 
-    Adapter modules the base does not have come last, as ``adapter_delta`` weights only.
+    Modules pair by ``finetune.base_lookup``'s rule; adapter modules the base does not have come last,
+    as ``adapter_delta`` weights only.
     """
-    from ww_ray.zoos.finetune import match_names
+    from ww_ray.zoos.finetune import base_lookup
 
     by_name = {d.name: d for d in deltas}
-    base_list = list(base_weights)
-    pairs = match_names(list(by_name), [w.name for w in base_list])   # adapter path -> base name
-    adapted = {base_name: by_name[path] for path, base_name in pairs.items()}
-    index = 0
-    for weight in base_list:
-        yield replace(weight, index=index, role=BASE, base_model=base_id)
-        delta = adapted.get(weight.name)
-        if delta is not None:
-            yield replace(delta, index=index, name=weight.name, kind=weight.kind, base_model=base_id)
-            yield replace(weight, index=index, role=MERGED, base_model=base_id, tensor=_merged(weight, delta.tensor))
-        index += 1
-    for path in by_name:
-        if path not in pairs:
+    lookup = base_lookup(by_name)          # base layer name -> adapter module path (the rule is symmetric)
+    paired: set[str] = set()
+    last = -1
+    for weight in base_weights:
+        last = max(last, weight.index)
+        yield replace(weight, role=BASE, base_model=base_id)
+        path = lookup(weight.name)
+        if path is not None:
+            paired.add(path)
+            delta = by_name[path]
+            yield replace(delta, index=weight.index, name=weight.name, kind=weight.kind, base_model=base_id)
+            yield replace(weight, role=MERGED, base_model=base_id, tensor=_merged(weight, delta.tensor))
+    for path, delta in by_name.items():
+        if path not in paired:
+            last += 1
             log.warning("adapter module %s has no weight in the base %s: its delta is analysed alone", path, base_id)
-            yield replace(by_name[path], index=index, base_model=base_id)
-            index += 1
+            yield replace(delta, index=last, base_model=base_id)
 
 
 def resolve_base(folder: Path, base: Any) -> Any:
