@@ -290,20 +290,23 @@ def test_hub_adapter_repo_and_card_linked_finetune(tmp_path, hub_online, monkeyp
         tuned.encoder.layer[0].attention.self.query.weight.mul_(0.05)
     tuned.save_pretrained(str(tuned_dir))
     repos = {"org/lora": ("a" * 40, adapter_dir, "bert"), "org/base": ("b" * 40, base_dir, "bert"),
-             "org/tuned": ("c" * 40, tuned_dir, "bert")}
+             "org/tuned": ("c" * 40, tuned_dir, "bert"), "org/orphan": ("d" * 40, tuned_dir, "bert")}
 
     class CardClient(FakeHfApi):
         def model_info(self, repo_id, revision=None, files_metadata=False):
             info = super().model_info(repo_id, revision, files_metadata)
-            card = {"base_model": "org/base"} if repo_id == "org/tuned" else {}
+            card = {"org/tuned": {"base_model": "org/base"}, "org/orphan": {"base_model": "org/gone"}}.get(repo_id, {})
             return ModelInfo(id=info.id, sha=info.sha, siblings=[{"rfilename": s.rfilename, "size": s.size}
                                                                   for s in info.siblings], cardData=card)
 
     client = CardClient(repos, [])
     monkeypatch.setattr(hub, "make_client", lambda: client)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(repos[repo_id][1]))
-    config = parse_config({"zoos": [{"kind": "hub", "models": ["org/lora", "org/tuned"], "base_model": "auto"}]})
-    lora, tuned_spec = enumerate_specs(config)
+    config = parse_config({"zoos": [{"kind": "hub", "models": ["org/lora", "org/tuned", "org/orphan"],
+                                     "base_model": "auto"}]})
+    lora, tuned_spec, orphan = enumerate_specs(config)
+    # a card naming a base that cannot be read: the model is analysed alone (auto), with a log line
+    assert {w.role for w in load_layer_weights(orphan)} == {"weight"}
     assert lora.extra["adapter"] is True and lora.extra["allow_patterns"][:2] == ["adapter_model.safetensors",
                                                                                  "adapter_config.json"]
     assert tuned_spec.extra["base_model"] == "org/base"

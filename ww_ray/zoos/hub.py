@@ -308,7 +308,15 @@ class HubZoo(Zoo):
             return layers
         from ww_ray.zoos.source import open_source
 
-        _, base_layers = open_source(base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)
+        try:   # the base is held whole while the model streams (finetune.with_base_weights)
+            _, opened = open_source(base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)
+            base_layers = list(opened)
+        except Exception as exc:
+            if self.config.options.get("base_model") != "auto":
+                raise
+            log.warning("%s: its card's base %s cannot be read (%s); analysed without it", spec.model_id, base,
+                        _short(exc))
+            return layers
         return with_base_weights(layers, base_layers, base.removeprefix(f"{self.uri_scheme}:"))
 
     def _base_of(self, spec: ModelSpec) -> str | None:
