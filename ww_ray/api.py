@@ -126,7 +126,8 @@ def _failed_source_frame(source: Any, options: AnalysisOptions, error: str, stat
     return pd.DataFrame([row], columns=LAYERS_SCHEMA.names)
 
 
-def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None, **options: Any) -> pd.DataFrame:
+def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None, base_model: Any = None,
+            adapter: Any = None, **options: Any) -> pd.DataFrame:
     """Analyse every layer weight matrix of ``source``: one row per analysed matrix.
 
     Args:
@@ -135,6 +136,13 @@ def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None,
             ``pytorchcv:resnet20_cifar10`` or ``hf:openai-community/gpt2``.
         preset: ``paper`` (Martin, Peng & Mahoney 2021) or ``ww`` (WeightWatcher 0.7.7 defaults).
         progress: a tqdm bar over matrices on stderr; None (default): only when stderr is a terminal.
+        base_model: the base ``source`` was made from (any source kind). For a LoRA adapter folder
+            (``adapter_config.json``; ``"auto"``: its ``base_model_name_or_path``): the base's rows
+            (``weight_role`` ``base``) and the merged W₀ + ΔW (``merged``) beside the deltas
+            (``adapter_delta``). For a fine-tune: the base's rows and ΔW = W − W_base
+            (``delta_vs_base``) beside its own (``weight``); ``ww_ray.analysis.shifts`` compares them.
+        adapter: a LoRA adapter folder to analyse on top of ``source`` (the base): the same as
+            ``analyze(adapter, base_model=source)``.
         **options: overrides of ``AnalysisOptions`` fields (``conv_method="fft"``, ``randomize=True``...);
             ``zoo_options={...}`` is passed to the zoo behind a URI (e.g. ``{"root": "/weights"}``).
 
@@ -158,7 +166,7 @@ def analyze(source: Any, preset: str = "paper", *, progress: bool | None = None,
         warnings.warn(note, ExpensiveAnalysisWarning, stacklevel=2)
     bar = None
     try:
-        spec, weights = open_source(source, **zoo_options)
+        spec, weights = open_source(source, base_model=base_model, adapter=adapter, **zoo_options)
         bar = _progress_bar(progress, _label(source))
         rows = analyze_weights(weights, resolved,
                                on_rows=None if bar is None else (lambda done: bar.update(len(done))))

@@ -3,6 +3,8 @@
     ww-ray analyze ../shared/models/akamaster-resnet-cifar10/resnet20-12fca82f.th --preset ww
     ww-ray analyze path/to/hf-model-folder --out layers.parquet
     ww-ray analyze model.th --conv-method fft --randomize      # slow: says how slow before it starts
+    ww-ray analyze my-lora-adapter/ --base-model auto          # adapter deltas, base and merged rows
+    ww-ray analyze finetuned/ --base-model base/               # + ΔW = W − W_base and the layers that moved most
 
 The summary says what it averaged over and why the rest was left out ("averaged over 45 of 172
 matrices; 127 skipped: M < min_evals=50 (preset paper)"). Each metric is shown twice: the mean over
@@ -28,7 +30,7 @@ import pandas as pd
 from ww_ray.errors import EXIT_USAGE
 from ww_ray.spectral.presets import CONV_METHODS, PRESETS
 
-_TABLE_COLUMNS = ["layer_index", "layer_name", "layer_type", "slice_id", "N", "M", "num_evals", "alpha",
+_TABLE_COLUMNS = ["layer_index", "layer_name", "layer_type", "weight_role", "slice_id", "N", "M", "num_evals", "alpha",
                   "alpha_weighted", "log_norm", "log_spectral_norm", "log_alpha_norm", "D", "num_spikes",
                   "warning", "status", "error"]
 
@@ -53,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tail fit (default: the preset's, PL): PL power law; TPL truncated power law")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="where the eigenvalues are computed (default auto: a GPU when torch sees one)")
+    parser.add_argument("--base-model", default=None,
+                        help="the base SOURCE was made from (path or zoo URI; 'auto' for an adapter: its config's "
+                             "base_model_name_or_path): adds the base's rows and ΔW (fine-tune) or the merged "
+                             "W₀ + ΔW (adapter), and prints the layers that moved most")
+    parser.add_argument("--adapter", default=None, help="a LoRA adapter folder to analyse on top of SOURCE (the base)")
     parser.add_argument("--out", type=Path, default=None, help="write all rows to FILE.parquet or FILE.csv")
     parser.add_argument("--all-rows", action="store_true", help="also print skipped rows")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when "
@@ -99,7 +106,10 @@ def coverage_line(frame: pd.DataFrame) -> str:
 
 
 def _format_table(frame: pd.DataFrame) -> str:
-    shown = frame[[c for c in _TABLE_COLUMNS if c in frame]].copy()
+    columns = [c for c in _TABLE_COLUMNS if c in frame]
+    if "weight_role" in frame and set(frame["weight_role"].dropna()) <= {"weight"}:
+        columns.remove("weight_role")   # a plain analysis: every row is the model's own weight
+    shown = frame[columns].copy()
     shown["slice_id"] = shown["slice_id"].astype("Int64")
     for column in ("warning", "error"):
         if column in shown:
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["randomize"] = True
     try:
         frame = ww_ray.analyze(args.source, preset=args.preset, progress=False if args.no_progress else None,
-                               **overrides)
+                               base_model=args.base_model, adapter=args.adapter, **overrides)
     except ValueError as exc:  # an option the preset cannot take (e.g. fft_size smaller than a kernel)
         print(f"ww-ray analyze: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,7 +156,20 @@ def run(args: argparse.Namespace) -> int:
     counts = frame["status"].value_counts().to_dict()
     print(f"\n{len(frame)} rows: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
           + ("" if args.all_rows or not counts.get("skipped") else " (--all-rows prints the skipped ones)"))
-    print(coverage_line(frame))
+    from ww_ray.analysis.shifts import BASE_COLLAPSE_DECADES, base_scale_collapse, layer_shifts, primary_rows
+
+    print(coverage_line(primary_rows(frame)))
+    moved = layer_shifts(frame)
+    if len(moved):
+        columns = ["layer_name", "relative_change", "d_alpha", "d_log_spectral_norm", "d_log_norm"]
+        if moved["slice_id"].notna().any():
+            columns.insert(1, "slice_id")
+        print("\nlayers that moved most against the base (relative_change = ‖ΔW‖_F / ‖W_base‖_F):")
+        with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
+            print(moved[columns].head(10).to_string(index=False))
+        collapsed = base_scale_collapse(frame)
+        print(f"scale collapse against the base (log10 λmax down more than {BASE_COLLAPSE_DECADES:g} decade): "
+              + (", ".join(collapsed["layer_name"]) if len(collapsed) else "none"))
     summary = ww_ray.summarize(frame)
     print("summary: mean over the analysed matrices; compound: mean of the per-layer means "
           "(a conv layer's slices count once)")

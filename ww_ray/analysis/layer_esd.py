@@ -17,6 +17,7 @@ import numpy as np
 
 from ww_ray.errors import SpectrumUnavailable
 from ww_ray.spectral.esd import eigenvalues
+from ww_ray.spectral.lowrank import is_low_rank, lowrank_inputs
 from ww_ray.spectral.matrices import layer_inputs
 from ww_ray.spectral.metrics import fit_tail, pooled_evals
 from ww_ray.spectral.powerlaw_fit import PowerLawFit
@@ -54,7 +55,8 @@ def layer_spectrum(uri: str | None, layer_name: str, slice_id: int | None = None
     if weight is None:
         raise SpectrumUnavailable(f"{uri} has no layer named {layer_name!r}")
     wanted = None if slice_id is None or (isinstance(slice_id, float) and np.isnan(slice_id)) else int(slice_id)
-    inputs = [i for i in layer_inputs(weight, options) if i.matrices is not None]
+    made = lowrank_inputs(weight, options) if is_low_rank(weight) else layer_inputs(weight, options)
+    inputs = [i for i in made if i.matrices is not None]
     items = inputs if pool_slices else [i for i in inputs if i.slice_id == wanted]
     if not items:
         which = "any matrix" if pool_slices else f"a matrix for slice {wanted}"

@@ -7,7 +7,11 @@ and of log spectral norm comparing models (Figs. 5, 7); the ESD of one layer as 
 histogram with its power-law fit, xmin and MP bulk edge, recomputed from the model's weights
 (skipped, with a note, when they cannot be read). Tables: what went in (runs, and every model with
 its status and error), the regression summary (Table 3), per-series fits, and flags (under-trained
-layers, scale collapse). ``index.html`` embeds everything with relative links; by default it is
+layers, scale collapse), and for models analysed against a base (fine-tunes, adapters with their
+base) the layers that moved most (``ww_ray.analysis.shifts``: ‖ΔW‖_F/‖W_base‖_F and the metric shifts)
+with the layers whose log10 λmax fell more than 0.5 decade below the base's (scale collapse relative
+to the base). Figures and flags use each model's primary rows (``shifts.primary_rows``: never the
+base's rows analysed beside a fine-tune). ``index.html`` embeds everything with relative links; by default it is
 written to ``<root>/report/`` (for a remote root: built locally, then copied there).
 
 Series are keyed by ``(source, dataset, architecture)`` when the models carry a ``source``, else
@@ -27,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ww_ray.analysis import flags, plots
+from ww_ray.analysis import flags, plots, shifts
 from ww_ray.analysis.layer_esd import layer_spectrum
 from ww_ray.errors import SpectrumUnavailable
 from ww_ray.analysis.regression import DEFAULT_METRICS, metric_values, error_values, regress, summary_table
@@ -177,7 +181,8 @@ def _build(root: StoreRoot, out: Path, models, metrics, esd_model, esd_layer, es
            esd_min_evals: int) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     model_table = read_table(root, "models")
-    layer_table = read_table(root, "layers")
+    all_layers = read_table(root, "layers")
+    layer_table = shifts.primary_rows(all_layers)
     regressions = read_table(root, "regressions")
     runs = read_table(root, "runs")
     notes: list[str] = []
@@ -228,7 +233,9 @@ def _build(root: StoreRoot, out: Path, models, metrics, esd_model, esd_layer, es
     sections.append(_section("Histograms of layer metrics", hist_figs))
 
     # ESD of one layer
-    esd_fig = _esd_figure(model_table, ok_layers, groups, esd_model, esd_layer, esd_slice, out, notes, esd_min_evals)
+    # only rows a model's uri alone reproduces (its own weights, an adapter's deltas; not merged rows)
+    esd_rows = ok_layers[shifts.reproducible_from_uri(ok_layers)] if len(ok_layers) else ok_layers
+    esd_fig = _esd_figure(model_table, esd_rows, groups, esd_model, esd_layer, esd_slice, out, notes, esd_min_evals)
     if esd_fig:
         images.append(esd_fig[1])
     sections.append(_section("ESD of one layer", [esd_fig] if esd_fig else []))
@@ -240,9 +247,26 @@ def _build(root: StoreRoot, out: Path, models, metrics, esd_model, esd_layer, es
                     + _table_html(under.head(100))
                     + f"<h3>Scale collapse (mean log10 λmax more than 1 decade below the series median): {len(collapse)}</h3>"
                     + _table_html(collapse))
+    sections.append(_base_section(all_layers))
     page = out / "index.html"
     page.write_text(_page(str(root), sections, notes), encoding="utf-8")
     return Report(html_path=page, images=images, notes=notes)
+
+
+def _base_section(layers: pd.DataFrame) -> str:
+    """Fine-tunes and adapters against their base: the layers that moved most, and scale collapse."""
+    moved = shifts.layer_shifts(layers)
+    if moved.empty:
+        return "<h2>Against the base</h2><p>(no model was analysed against a base)</p>"
+    columns = [c for c in ("model_id", "layer_name", "slice_id", "weight_role", "base_model", "relative_change",
+                           "d_alpha", "d_log_spectral_norm", "d_log_norm", "alpha_base", "log_spectral_norm_base")
+               if c in moved.columns]
+    top = moved.groupby("model_id", sort=False).head(20) if "model_id" in moved else moved.head(20)
+    collapsed = shifts.base_scale_collapse(layers)
+    return ("<h2>Against the base</h2><h3>Layers that moved most (‖ΔW‖_F / ‖W_base‖_F, top 20 per model)</h3>"
+            + _table_html(top[columns])
+            + f"<h3>Scale collapse relative to the base (log10 λmax more than {shifts.BASE_COLLAPSE_DECADES:g} "
+              f"decade below the base's): {len(collapsed)}</h3>" + _table_html(collapsed[columns]))
 
 
 def _inputs_section(runs: pd.DataFrame, models: pd.DataFrame, layers: pd.DataFrame) -> str:

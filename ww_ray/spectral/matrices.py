@@ -33,6 +33,9 @@ class SpectralInput:
 
     ``matrices`` is None for rows decided before any eigenvalue (``status`` skipped/failed).
     ``eval_multiplicity`` repeats each matrix's eigenvalues (conjugate-symmetric FFT frequencies).
+    ``rank`` is set for a low-rank matrix (an adapter's ΔW = s·B·A, ``ww_ray.spectral.lowrank``):
+    ``matrices`` then holds its r×r core, whose eigenvalues are the matrix's non-zero ones, while
+    ``N`` and ``M`` stay the full matrix's. ``role`` and ``base_model`` are the layer weight's.
     """
 
     layer_index: int
@@ -49,6 +52,9 @@ class SpectralInput:
     status: str = "ok"
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    rank: int | None = None
+    role: str = "weight"
+    base_model: str | None = None
 
     @property
     def num_evals(self) -> int:

@@ -12,6 +12,7 @@ import os
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -173,7 +174,8 @@ def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dic
         "layer_index": item.layer_index, "layer_name": item.layer_name, "layer_type": item.layer_type,
         "slice_id": item.slice_id, "conv_method": item.conv_method, "N": item.N, "M": item.M,
         "Q": item.N / item.M if item.M else math.nan, "rf": item.rf, "num_evals": item.num_evals,
-        **METRIC_DEFAULTS, "status": item.status, "error": item.error, "preset": options.label,
+        **METRIC_DEFAULTS, "weight_role": item.role, "base_model": item.base_model,
+        "status": item.status, "error": item.error, "preset": options.label,
         "analyzer_version": ANALYZER_VERSION, "device": device, "seconds": 0.0,
     }
 
@@ -214,12 +216,15 @@ def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: 
             started = time.perf_counter()
             try:
                 evals = pooled_evals(item, evals_per_matrix)
-                metrics = esd_metrics(evals, item.N, item.M, options)
+                # A low-rank matrix (rank set) has no random bulk: no Marchenko–Pastur fit, no
+                # randomized control (its shuffled entries would need the full N×M matrix).
+                metrics = esd_metrics(evals, item.N, item.M,
+                                      options if item.rank is None else replace(options, mp_fit=False))
                 fit_error = metrics.pop("fit_error", None)
                 rows[p].update(metrics)
                 if fit_error:  # norms are still valid: the row stays ok, warning says "failed"
                     rows[p]["error"] = f"power-law fit failed: {fit_error}"
-                if options.randomize:
+                if options.randomize and item.rank is None:
                     rows[p].update(_randomized_control(item, evals, options, used_device))
             except Exception as exc:
                 rows[p].update(status="failed", error=f"{type(exc).__name__}: {exc}")

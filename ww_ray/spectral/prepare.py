@@ -18,9 +18,10 @@ from typing import Iterable
 
 import numpy as np
 
+from ww_ray.spectral.lowrank import is_low_rank, lowrank_inputs
 from ww_ray.spectral.matrices import SpectralInput, layer_inputs
 from ww_ray.spectral.presets import AnalysisOptions
-from ww_ray.weights import EMBEDDING, LayerWeight
+from ww_ray.weights import DELTA_VS_BASE, EMBEDDING, LayerWeight
 
 
 def _eval_count_for_filter(item: SpectralInput) -> int:
@@ -40,11 +41,16 @@ def _size_problem(item: SpectralInput, options: AnalysisOptions) -> str | None:
     return None
 
 
+ALL_ZERO = "all-zero matrix: its ESD is empty"
+#: The ``error`` of a skipped ``delta_vs_base`` row: the layer did not change (ΔW = 0).
+UNCHANGED_FROM_BASE = "ΔW = 0: the layer is unchanged from the base"
+
+
 def _data_problem(matrices: np.ndarray) -> str | None:
     if not np.all(np.isfinite(matrices)):
         return "weights contain NaN or Inf"
     if not np.any(matrices):
-        return "all-zero matrix: its ESD is empty"
+        return ALL_ZERO
     return None
 
 
@@ -57,7 +63,7 @@ def _unconvertible(weight: LayerWeight, status: str, error: str) -> SpectralInpu
     shape = weight.shape
     return SpectralInput(layer_index=weight.index, layer_name=weight.name, layer_type=weight.kind,
                          N=max(shape, default=0), M=min(shape, default=0), rf=1, matrices=None,
-                         status=status, error=error)
+                         status=status, error=error, role=weight.role, base_model=weight.base_model)
 
 
 def prepare_inputs(weights: Iterable[LayerWeight], options: AnalysisOptions) -> list[SpectralInput]:
@@ -71,15 +77,18 @@ def prepare_inputs(weights: Iterable[LayerWeight], options: AnalysisOptions) -> 
             prepared.append(_unconvertible(weight, "skipped", f"empty weight tensor, shape {weight.shape}"))
             continue
         try:
-            items = layer_inputs(weight, options)
+            items = lowrank_inputs(weight, options) if is_low_rank(weight) else layer_inputs(weight, options)
         except (ValueError, TypeError, RuntimeError) as exc:
             prepared.append(_unconvertible(weight, "failed", f"cannot turn weight into matrices: {exc}"))
             continue
         for item in items:
+            item.role, item.base_model = weight.role, weight.base_model
             size_problem = _size_problem(item, options)
             data_problem = None if size_problem else _data_problem(item.matrices)
             if size_problem:
                 _decided(item, "skipped", size_problem)
+            elif data_problem == ALL_ZERO and weight.role == DELTA_VS_BASE:
+                _decided(item, "skipped", UNCHANGED_FROM_BASE)
             elif data_problem:
                 _decided(item, "failed", data_problem)
             prepared.append(item)

@@ -11,7 +11,7 @@ import pyarrow as pa
 from ww_ray.keys import MODEL_KEY_COLUMNS
 from ww_ray.spectral.summary import SUMMARY_METRICS
 
-SCHEMA_VERSION = 3  # 2: commit_id on layers and models; 3: repo_kind, base_model, reported_figures on models
+SCHEMA_VERSION = 3  # 2: commit_id on layers and models; 3: repo_kind, base_model, reported_figures on models, weight_role, base_model on layers
 
 KEY_FIELDS = [pa.field(name, pa.string()) for name in MODEL_KEY_COLUMNS]
 
@@ -59,7 +59,10 @@ LAYER_SHAPE_FIELDS = [
     pa.field("M", pa.int64()),
     pa.field("Q", pa.float64()),              # N / M
     pa.field("rf", pa.int64()),               # receptive field k*k (1 for dense)
-    pa.field("num_evals", pa.int64()),
+    pa.field("num_evals", pa.int64()),       # eigenvalues in the ESD the fit saw (r for an adapter_delta)
+    # weight | base | adapter_delta | delta_vs_base | merged (ww_ray.weights.WEIGHT_ROLES); null = weight
+    pa.field("weight_role", pa.string()),
+    pa.field("base_model", pa.string()),      # the base a base/delta/merged row refers to; null otherwise
 ]
 
 ROW_STATUS_FIELDS = [

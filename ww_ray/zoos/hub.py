@@ -14,7 +14,10 @@ quantized repo (GPTQ/AWQ/bitsandbytes ...) is skipped with its format named; a G
 from its most precise ``.gguf`` file (``zoos.gguf_file``; ``gguf_file:`` names one). The model card's
 ``model-index`` figures and ``base_model`` come with ``model_info``'s ``card_data`` (offline: the
 cached ``README.md``, ``zoos.model_card``); a ``figures:`` CSV (``zoos.figures``) adds figures joined
-on model id and revision.
+on model id and revision. A repo holding a LoRA adapter (``adapter_config.json`` +
+``adapter_model.safetensors``) is analysed as an adapter (``ww_ray.zoos.adapters``). ``base_model:``
+(a path or URI; ``auto``: the model card's ``base_model``, or an adapter's ``base_model_name_or_path``)
+analyses each model against its base.
 
 Offline (``HF_HUB_OFFLINE=1``): explicit models resolve from the local cache (``cache_dir`` or
 ``HF_HUB_CACHE``); a model missing there fails with a message saying how to provide it.
@@ -44,6 +47,8 @@ from ww_ray.zoos.checkpoint import (
     tensor_shapes,
 )
 from ww_ray.errors import CheckpointError, UnsafeIdError, ZooUnavailableError
+from ww_ray.zoos.adapters import ADAPTER_EXTRA, adapter_listing
+from ww_ray.zoos.finetune import with_base_weights
 from ww_ray.zoos.layers import layer_weights_from_state_dict, meta_tensors
 from ww_ray.zoos.names import count_parameters, depth_order_key
 from ww_ray.zoos.figures import common_dataset, read_figures_csv
@@ -99,6 +104,7 @@ class HubZoo(Zoo):
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
         "dataset": "str", "task": "str", "max_listed": "int", "figures": "existing_path", "gguf_file": "str",
+        "base_model": "str",
     }
     description = "Hugging Face Hub models (safetensors, read lazily; GGUF; offline from a local cache)"
 
@@ -220,11 +226,16 @@ class HubZoo(Zoo):
         kind = judge(siblings, config if isinstance(config, dict) else None)
         card = card_data_facts(getattr(info, "card_data", None))
         details = self._kind_details(repo_id, kind, siblings, card.base_model)
+        adapter = adapter_listing(siblings)   # a LoRA adapter repo (ww_ray.zoos.adapters)
         if details:  # quantized (skipped) or gguf (one file)
             extra.update(details)
             files = patterns = [details["file_name"]] if "file_name" in details else []
             if files and getattr(siblings[files[0]], "size", None):
                 size = int(siblings[files[0]].size)
+        elif adapter is not None:
+            files, size = adapter
+            extra[ADAPTER_EXTRA] = True
+            patterns = list(files)
         elif HF_SAFETENSORS in siblings or HF_SAFETENSORS_INDEX in siblings:
             try:
                 meta = self.client.get_safetensors_metadata(repo_id, revision=sha)
@@ -335,6 +346,7 @@ class HubZoo(Zoo):
         weights downloaded. None offline, for pickled-only repos and for specs that failed."""
         files = list(spec.extra.get("files") or [])
         if hub_offline() or spec.extra.get(LOAD_ERROR) or spec.extra.get("cached") or not files \
+                or spec.extra.get(ADAPTER_EXTRA) \
                 or not all(f.endswith(".safetensors") for f in files):
             return None
         repo_id, _ = split_model_ref(spec.model_id)
@@ -356,13 +368,46 @@ class HubZoo(Zoo):
         folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
         if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
             return open_path(folder / str(spec.extra["file_name"]), source=spec.source, model_id=spec.model_id)[1]
+        if spec.extra.get(ADAPTER_EXTRA):
+            from ww_ray.zoos.source import open_adapter_source
+
+            base = self.config.options.get("base_model")
+            return open_adapter_source(folder, base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)[1]
         model_type = read_hf_config(folder).get("model_type")
         items = iter_state_dict(folder, allow_pickle_in_folders=self.allow_pickle)
-        return layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
+        layers = layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
+        base = self._base_of(spec)
+        if base is None:
+            return layers
+        from ww_ray.zoos.source import open_source
 
-    def checkpoint_path(self, spec: ModelSpec) -> Path:
-        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files."""
+        try:   # the base is held whole while the model streams (finetune.with_base_weights)
+            _, opened = open_source(base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)
+            base_layers = list(opened)
+        except Exception as exc:
+            if self.config.options.get("base_model") != "auto":
+                raise
+            log.warning("%s: its card's base %s cannot be read (%s); analysed without it", spec.model_id, base,
+                        _short(exc))
+            return layers
+        return with_base_weights(layers, base_layers, base.removeprefix(f"{self.uri_scheme}:"))
+
+    def _base_of(self, spec: ModelSpec) -> str | None:
+        """The base a (non-adapter) model is analysed against: zoo option ``base_model`` (``auto``: the card's)."""
+        option = self.config.options.get("base_model")
+        if not option:
+            return None
+        if option != "auto":
+            return str(option)           # a path or a zoo URI, as given
+        named = spec.base_model          # the card's base_model (zoos.model_card)
+        return f"hf:{named}" if named else None
+
+    def checkpoint_path(self, spec: ModelSpec) -> Path | None:
+        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files (None for
+        adapters: ``load`` reads them)."""
         self.check_not_skipped(spec)
+        if spec.extra.get(ADAPTER_EXTRA) or self._base_of(spec) is not None:
+            return None
         if spec.extra.get(LOAD_ERROR):
             raise ZooUnavailableError(str(spec.extra[LOAD_ERROR]))
         repo_id, _ = split_model_ref(spec.model_id)

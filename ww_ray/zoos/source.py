@@ -2,12 +2,21 @@
 
 Accepted sources: a ``torch.nn.Module``; a state dict (mapping of names to tensors, possibly
 nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.gguf`` / ``.pt/.pth/.th/.bin`` file
-or a Hugging Face model folder (a quantized one — GPTQ, AWQ, bitsandbytes — is ``skipped``, format named); or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
-``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision).
+or a Hugging Face model folder (a quantized one — GPTQ, AWQ, bitsandbytes — is ``skipped``, format
+named); or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or ``hf:openai-community/gpt2``
+(``hf:org/name@revision`` pins a revision). A folder holding a LoRA adapter (``adapter_config.json``)
+gives its deltas ΔW = scale·B·A (``ww_ray.zoos.adapters``).
+
+With a base: ``open_source(ADAPTER, base_model=BASE)`` (or ``open_source(BASE, adapter=ADAPTER)``)
+gives the base's weights, the adapter's deltas and the merged W₀ + ΔW; ``base_model="auto"`` takes
+the adapter config's ``base_model_name_or_path``. ``open_source(MODEL, base_model=BASE)`` for any
+other model gives its weights, the base's and ΔW = W − W_base (``ww_ray.zoos.finetune``).
 """
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import replace
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from ww_ray.weights import LayerWeight
+from ww_ray.zoos.adapters import is_adapter_folder, open_adapter, resolve_base
 from ww_ray.zoos.checkpoint import (
     CheckpointError,
     checkpoint_digest,
@@ -42,17 +52,30 @@ def is_zoo_uri(source: object) -> bool:
     return scheme in uri_schemes()
 
 
-def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+def open_source(source: Any, base_model: Any = None, adapter: Any = None,
+                **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
     """Resolve ``source`` into its ``ModelSpec`` and a lazy iterator of its ``LayerWeight`` objects.
 
     ``zoo_options`` go to the zoo behind a URI (for example ``root=`` for pytorchcv weights,
     ``cache_dir=`` for the Hugging Face cache, ``allow_pickle=True`` for ``pytorch_model.bin``).
+    ``base_model`` / ``adapter``: see the module docstring (any source kind for the base; a folder
+    for the adapter).
 
     Raises:
         CheckpointError: a path that is missing, not a checkpoint, or unsafe to unpickle.
         ww_ray.errors.ZooError: a zoo URI that cannot be resolved or reached.
         TypeError: a source of an unsupported type.
     """
+    if adapter is not None:
+        if base_model is not None:
+            raise TypeError("give the base either as the source (with adapter=) or as base_model=, not both")
+        if not is_adapter_folder(adapter):
+            raise CheckpointError(f"adapter={adapter!r} is not a folder with adapter_config.json and adapter weights")
+        return open_adapter_source(Path(adapter), source, **zoo_options)
+    if isinstance(source, (str, os.PathLike)) and not is_zoo_uri(source) and is_adapter_folder(source):
+        return open_adapter_source(Path(source), base_model, **zoo_options)
+    if base_model is not None:
+        return _open_with_base(source, base_model, **zoo_options)
     if isinstance(source, nn.Module):
         return _open_module(source)
     if isinstance(source, Mapping):
@@ -66,6 +89,37 @@ def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[La
         f"cannot analyse a {type(source).__name__}: pass a torch.nn.Module, a state dict, a checkpoint path "
         "or a zoo URI (pytorchcv:NAME, hf:ORG/NAME)"
     )
+
+
+def open_adapter_source(folder: Path, base: Any = None, *, source: str = "local", model_id: str | None = None,
+                        **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    """An adapter folder, with its base when ``base`` is given (any source; ``"auto"``: the adapter
+    config's ``base_model_name_or_path``, left out with a warning when it cannot be opened)."""
+    allow_pickle = bool(zoo_options.get("allow_pickle", False))
+    base_source = resolve_base(folder, base)
+    opened = None
+    if base_source is not None:
+        try:
+            opened = open_source(base_source, **zoo_options)
+        except Exception as exc:
+            if not (isinstance(base, str) and base == "auto"):
+                raise
+            warnings.warn(f"adapter {folder.name}: its base {base_source} cannot be opened ({exc}); analysing the "
+                          "adapter's deltas only", stacklevel=3)
+    return open_adapter(folder, opened, source=source, model_id=model_id, allow_pickle=allow_pickle)
+
+
+def _open_with_base(source: Any, base_model: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    from ww_ray.zoos.finetune import with_base_weights
+
+    if isinstance(base_model, str) and base_model == "auto":
+        raise ValueError("base_model='auto' reads an adapter's config; for a fine-tune, name its base "
+                         "(a path, a module, a state dict or a zoo URI such as hf:ORG/NAME)")
+    spec, weights = open_source(source, **zoo_options)
+    base_spec, base_weights = open_source(base_model, **zoo_options)
+    base_id = base_spec.model_id or str(base_model)
+    spec = replace(spec, extra={**spec.extra, "base_model": base_id})
+    return spec, with_base_weights(weights, base_weights, base_id)
 
 
 def _open_module(module: nn.Module) -> tuple[ModelSpec, Iterator[LayerWeight]]:
@@ -149,4 +203,4 @@ def _default_model_id(path: Path) -> str:
     return path.name if path.is_dir() else path.stem
 
 
-__all__ = ["CheckpointError", "is_zoo_uri", "open_path", "open_source"]
+__all__ = ["CheckpointError", "is_zoo_uri", "open_adapter_source", "open_path", "open_source"]
