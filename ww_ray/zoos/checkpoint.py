@@ -1,6 +1,7 @@
 """Read named tensors out of checkpoint files safely and lazily.
 
-Supported: ``.safetensors`` files (read one tensor at a time through ``safetensors.safe_open``),
+Supported: ``.safetensors`` files (read one tensor at a time, each by a positioned read of its byte
+range: ``zoos.tensor_index``),
 PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
 code outside torch's allow-list is refused before anything runs) and Hugging Face model folders
 (``model.safetensors``, sharded ``model.safetensors.index.json``, and ``pytorch_model.bin`` /
@@ -162,35 +163,20 @@ def _format_of(path: Path) -> str:
     return sniffed
 
 
-def safetensors_keys(path: Path) -> list[str]:
-    """The tensor names of a safetensors file (read from its header only)."""
-    from safetensors import safe_open
+def _iter_safetensors_files(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Read safetensors files (one, or the shards of a folder) in one forward order, one tensor at a time.
 
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return list(handle.keys())
-    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-
-
-def _iter_safetensors(path: Path, config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    from safetensors import safe_open
-
+    The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn): forward order.
+    Each tensor is one positioned read of its byte range (``zoos.tensor_index``), never a memory map.
+    """
     from ww_ray.zoos.forward_order import forward_order
+    from ww_ray.zoos.tensor_index import read_tensors, tensor_index
 
-    try:
-        handle_cm = safe_open(str(path), framework="pt")
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-    with handle_cm as handle:
-        # The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn): forward order.
-        for key in forward_order(handle.keys(), config):
-            try:
-                tensor = handle.get_tensor(key)
-            except Exception as exc:
-                raise CheckpointError(f"{path}: cannot read tensor {key!r}: {exc}") from exc
-            yield key, tensor
-            del tensor
+    index: dict[str, Any] = {}
+    for file in files:  # the first file naming a tensor wins; a file without tensors gives none
+        for entry in tensor_index(file):
+            index.setdefault(entry.name, entry)
+    yield from read_tensors(index[key] for key in forward_order(index, config))
 
 
 def load_pickle(path: Path) -> Any:
@@ -346,42 +332,14 @@ def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) 
     """
     files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
     config = read_hf_config(Path(path)) if Path(path).is_dir() else {}
-    if len(files) > 1 and all(_format_of(f) == "safetensors" for f in files):
-        yield from _iter_safetensors_shards(files, config)
+    if all(_format_of(f) == "safetensors" for f in files):
+        yield from _iter_safetensors_files(files, config)
         return
     for file in files:
         if _format_of(file) == "safetensors":
-            yield from _iter_safetensors(file, config)
+            yield from _iter_safetensors_files([file], config)
         else:
             yield from _iter_pickle(file)
-
-
-def _iter_safetensors_shards(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Read sharded safetensors in one forward order across shards, one tensor at a time."""
-    from safetensors import safe_open
-
-    from ww_ray.zoos.forward_order import forward_order
-
-    owner: dict[str, Path] = {}
-    for file in files:
-        for key in safetensors_keys(file):
-            owner.setdefault(key, file)
-    current: Path | None = None
-    handle = None
-    try:
-        for key in forward_order(owner, config):
-            file = owner[key]
-            if file != current:
-                if handle is not None:
-                    handle.__exit__(None, None, None)
-                handle = safe_open(str(file), framework="pt").__enter__()
-                current = file
-            tensor = handle.get_tensor(key)
-            yield key, tensor
-            del tensor
-    finally:
-        if handle is not None:
-            handle.__exit__(None, None, None)
 
 
 def tensor_shapes(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[tuple[str, tuple[int, ...], str]]:
