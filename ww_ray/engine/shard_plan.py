@@ -101,15 +101,20 @@ def plan_shards(layers: list[LazyLayer], workers: int, min_split_cost: float | N
     return [LazyShard(tuple(layers[p] for p in members)) for members in groups]
 
 
-def plan_model(path: Path, workers: int, *, allow_pickle: bool = False) -> list[LazyShard] | None:
-    """Shards of the safetensors checkpoint at ``path`` (file or folder); None when it is pickled."""
+def plan_model(location: Path | str, workers: int, *, allow_pickle: bool = False) -> list[LazyShard] | None:
+    """Shards of the safetensors checkpoint at ``location`` — a local file or folder, or a URL (``s3://``,
+    ``hf://``: ``zoos.remote``, headers read by byte ranges) — or None when it is pickled."""
     from ww_ray.zoos.checkpoint import read_hf_config
+    from ww_ray.zoos.remote import folder_config, is_url, weight_files
     from ww_ray.zoos.tensor_index import checkpoint_index, lazy_files
 
-    files = lazy_files(path, allow_pickle_in_folders=allow_pickle)
+    if is_url(str(location)):
+        url = str(location)
+        return plan_shards(plan_layers(checkpoint_index(weight_files(url)), folder_config(url)), workers)
+    files = lazy_files(location, allow_pickle_in_folders=allow_pickle)
     if files is None:
         return None
-    config = read_hf_config(path) if Path(path).is_dir() else {}
+    config = read_hf_config(Path(location)) if Path(location).is_dir() else {}
     return plan_shards(plan_layers(checkpoint_index(files), config), workers)
 
 

@@ -116,11 +116,13 @@ def _shards_from_index(folder: Path, index_path: Path) -> list[Path]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{index_path} is not a valid shard index: {exc}") from exc
     shards: list[Path] = []
-    root = folder.resolve()
     for shard_name in dict.fromkeys(weight_map.values()):
-        shard = (folder / str(shard_name)).resolve()
-        if root not in shard.parents:
+        # Judged by name, not by where a link points: a Hugging Face cache snapshot links every file to
+        # ../../blobs/<hash>, and those shards are the folder's own.
+        name = Path(str(shard_name))
+        if not str(shard_name) or name.is_absolute() or ".." in name.parts:
             raise CheckpointError(f"{index_path} names a shard outside its folder: {shard_name!r}")
+        shard = folder / name
         if not shard.is_file():
             raise CheckpointError(f"{index_path} names a missing shard: {shard_name}")
         shards.append(shard)
@@ -164,19 +166,10 @@ def _format_of(path: Path) -> str:
 
 
 def _iter_safetensors_files(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Read safetensors files (one, or the shards of a folder) in one forward order, one tensor at a time.
+    """Safetensors files (one, or a folder's shards) in forward order, each tensor one positioned read."""
+    from ww_ray.zoos.tensor_index import read_in_forward_order
 
-    The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn): forward order.
-    Each tensor is one positioned read of its byte range (``zoos.tensor_index``), never a memory map.
-    """
-    from ww_ray.zoos.forward_order import forward_order
-    from ww_ray.zoos.tensor_index import read_tensors, tensor_index
-
-    index: dict[str, Any] = {}
-    for file in files:  # the first file naming a tensor wins; a file without tensors gives none
-        for entry in tensor_index(file):
-            index.setdefault(entry.name, entry)
-    yield from read_tensors(index[key] for key in forward_order(index, config))
+    yield from read_in_forward_order(files, dict(config or {}))
 
 
 def load_pickle(path: Path) -> Any:

@@ -163,3 +163,24 @@ def folder_config(url: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_url} is not a JSON object")
     return config
+
+
+def url_stamp(url: str) -> str:
+    """What identifies the content at ``url`` without reading it: size plus the store's version marker
+    (an object store's modification time, an fsspec ETag or Git LFS sha256 where the filesystem gives one)."""
+    try:
+        if _split(url)[0] in ARROW_SCHEMES:
+            filesystem, path = _arrow(url)
+            info = filesystem.get_file_info(path)
+            mtime = info.mtime_ns if info.mtime_ns is not None else ""
+            return f"{info.size}:{mtime}"
+        import fsspec
+
+        filesystem, path = fsspec.core.url_to_fs(url)
+        info = filesystem.info(path)
+    except Exception as exc:
+        raise CheckpointError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from exc
+    lfs = info.get("lfs") if isinstance(info.get("lfs"), dict) else {}
+    marker = (info.get("ETag") or info.get("etag") or lfs.get("sha256") or info.get("mtime")
+              or info.get("LastModified") or info.get("last_modified") or "")
+    return f"{info.get('size')}:{marker}"

@@ -2,8 +2,9 @@
 
 Accepted sources: a ``torch.nn.Module``; a state dict (mapping of names to tensors, possibly
 nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.pt/.pth/.th/.bin`` file
-or a Hugging Face model folder; or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
-``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision).
+or a Hugging Face model folder; a URL of a safetensors folder or file (``s3://``, ``gs://``,
+``hf://org/name@revision``: the url zoo, read by byte ranges); or a zoo URI such as
+``pytorchcv:resnet20_cifar10`` or ``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from ww_ray.zoos.checkpoint import (
 from ww_ray.zoos.layers import guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
 from ww_ray.zoos.names import count_parameters
 from ww_ray.zoos.registry import load_layer_weights, spec_from_uri, uri_schemes
-from ww_ray.zoos.spec import ModelSpec
+from ww_ray.zoos.remote import is_url
+from ww_ray.zoos.spec import LOAD_ERROR, ModelSpec
 
 def is_zoo_uri(source: object) -> bool:
     """True for strings like ``pytorchcv:name`` or ``hf:org/name``: a scheme a registered zoo kind serves."""
@@ -54,6 +56,8 @@ def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[La
         return _open_module(source)
     if isinstance(source, Mapping):
         return _open_state_dict(source)
+    if is_url(source):  # s3://, gs://, hf://org/name@rev: the url zoo, read by byte ranges
+        return _open_url(str(source))
     if is_zoo_uri(source):
         spec = spec_from_uri(source, **zoo_options)
         return spec, load_layer_weights(spec, **zoo_options)
@@ -63,6 +67,18 @@ def open_source(source: Any, **zoo_options: Any) -> tuple[ModelSpec, Iterator[La
         f"cannot analyse a {type(source).__name__}: pass a torch.nn.Module, a state dict, a checkpoint path "
         "or a zoo URI (pytorchcv:NAME, hf:ORG/NAME)"
     )
+
+
+def _open_url(url: str) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    from ww_ray.errors import ZooError
+    from ww_ray.zoos.config import ZooConfig
+    from ww_ray.zoos.registry import make_zoo
+
+    zoo = make_zoo(ZooConfig(kind="url", options={"models": [url]}))
+    spec = zoo.spec_for(url)
+    if spec.extra.get(LOAD_ERROR):
+        raise ZooError(str(spec.extra[LOAD_ERROR]))
+    return spec, zoo.load(spec)
 
 
 def _open_module(module: nn.Module) -> tuple[ModelSpec, Iterator[LayerWeight]]:

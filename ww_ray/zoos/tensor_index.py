@@ -133,6 +133,22 @@ def _check_entry(location: str, name: str, shape: tuple[int, ...], dtype: str, b
                                   f"{expected} bytes, its header gives {end - begin}")
 
 
+def read_in_forward_order(files: Iterable[str | Path], config: dict | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of a checkpoint's safetensors files (paths or URLs), one at a time, in forward order.
+
+    The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn); the order is
+    ``zoos.forward_order``'s (the ``config.json`` architecture's module order, else a block order). The
+    first file naming a tensor wins; a file without tensors gives none.
+    """
+    from ww_ray.zoos.forward_order import forward_order
+
+    index: dict[str, TensorEntry] = {}
+    for file in files:
+        for entry in tensor_index(file):
+            index.setdefault(entry.name, entry)
+    yield from read_tensors(index[key] for key in forward_order(index, config or None))
+
+
 def read_tensors(entries: Iterable[TensorEntry]) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` for each entry, in the order given, in the stored dtype; each file opened once."""
     handles: dict[str, object] = {}
