@@ -104,9 +104,9 @@ def plan_shards(layers: list[LazyLayer], workers: int, min_split_cost: float | N
 def plan_model(location: Path | str, workers: int, *, allow_pickle: bool = False) -> list[LazyShard] | None:
     """Shards of the safetensors checkpoint at ``location`` — a local file or folder, or a URL (``s3://``,
     ``hf://``: ``zoos.remote``, headers read by byte ranges) — or None when it is pickled."""
-    from ww_ray.zoos.checkpoint import read_hf_config
+    from ww_ray.zoos.checkpoint import lazy_files, read_hf_config
     from ww_ray.zoos.remote import folder_config, is_url, weight_files
-    from ww_ray.zoos.tensor_index import checkpoint_index, lazy_files
+    from ww_ray.zoos.tensor_index import checkpoint_index
 
     if is_url(str(location)):
         url = str(location)

@@ -131,6 +131,13 @@ def _shards_from_index(folder: Path, index_path: Path) -> list[Path]:
     return shards
 
 
+def lazy_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path] | None:
+    """The safetensors files behind a local checkpoint, or None when it is pickled (cannot be read lazily)."""
+    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
+    formats = {"safetensors" if f.suffix.lower() == ".safetensors" else sniff_format(f) for f in files}
+    return files if formats == {"safetensors"} else None
+
+
 def sniff_format(path: Path) -> str | None:
     """``"safetensors"`` or ``"torch"`` judged from the first bytes of a file, else None."""
     try:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_files, sniff_format
+from ww_ray.errors import CheckpointError
 from ww_ray.zoos.remote import is_url, open_url
 
 READ_LOG_ENV = "WW_RAY_TENSOR_READ_LOG"
@@ -67,13 +67,6 @@ class TensorEntry:
     @property
     def nbytes(self) -> int:
         return self.end - self.begin
-
-
-def lazy_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path] | None:
-    """The safetensors files behind a local checkpoint, or None when it is pickled (cannot be read lazily)."""
-    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
-    formats = {"safetensors" if f.suffix.lower() == ".safetensors" else sniff_format(f) for f in files}
-    return files if formats == {"safetensors"} else None
 
 
 def tensor_index(location: str | Path) -> list[TensorEntry]:
