@@ -191,7 +191,8 @@ def phase_sweep(model: Path, preset: str, workers: int, out: Path) -> dict[str, 
             "seconds_startup": result.seconds_startup, "counts": result.counts,
             "errors": [r.error for r in result.results if r.error][:3], "pool": result.pool,
             "rows": len(layers), "ok": int((layers["status"] == "ok").sum()), "shapes": _shape_counts(layers),
-            "object_store_peak_bytes": store.peak, "object_store_samples": store.samples}
+            "object_store_peak_bytes": store.peak, "object_store_samples": store.samples,
+            "object_store_error": store.error}
 
 
 class _ObjectStorePeak(threading.Thread):
@@ -202,6 +203,7 @@ class _ObjectStorePeak(threading.Thread):
         self.every_s = every_s
         self.peak = 0
         self.samples = 0
+        self.error = ""
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -211,9 +213,10 @@ class _ObjectStorePeak(threading.Thread):
         while not self._halt.is_set():
             if ray.is_initialized():
                 try:
-                    text = memory_summary(stats_only=True)
-                except Exception:  # the session is starting or stopping: try again next time
-                    text = ""
+                    # this session's GCS: other Ray instances on the machine would make the lookup ambiguous
+                    text = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
+                except Exception as exc:  # the session is starting or stopping: try again next time
+                    text, self.error = "", f"{type(exc).__name__}: {exc}"[:200]
                 match = re.search(r"Plasma memory usage (\d+) MiB", text)
                 if match:
                     self.samples += 1
@@ -288,7 +291,9 @@ class TreeWatcher(threading.Thread):
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 seen = self.procs.setdefault(proc.pid, _Proc(proc.pid, label))
-                if label not in seen.label.split("/") and label not in ("ray::IDLE", "python"):
+                known = seen.label.split("/")
+                if not any(k.startswith(label) or label.startswith(k) for k in known) \
+                        and label not in ("ray::IDLE", "python"):
                     # a Ray worker renames itself for each task: keep every role it had
                     seen.label = label if seen.label in ("ray::IDLE", "python") else f"{seen.label}/{label}"
                 seen.peak = max(seen.peak, rss)
@@ -390,7 +395,8 @@ def report(shape: str, model_bytes: int, params: int, results: dict[str, Any], l
         if r["errors"]:
             out.append(f"    errors: {r['errors']}")
         out.append(f"    object store peak {r['object_store_peak_bytes'] / (1 << 20):.0f} MiB "
-                   f"({r['object_store_samples']} samples)")
+                   f"({r['object_store_samples']} samples"
+                   + (f"; last failed poll: {r['object_store_error']}" if r.get("object_store_error") else "") + ")")
         out += _memory_lines(m, limit_gb)
         if "in-process" in results:
             ratio = after / results["in-process"][0]["seconds"]
