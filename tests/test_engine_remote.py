@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,36 @@ def test_hub_model_in_the_cache_is_read_from_the_cache(hub_online, monkeypatch, 
     assert Path(location) == snapshot
     shards = plan_model(location, workers=2)
     assert {Path(layer.entry.file).parent for s in shards for layer in s.layers} == {snapshot}
+
+
+def test_url_zoo_lists_from_headers_and_notices_a_changed_model(s3_endpoint, tmp_path):
+    import pyarrow.fs as pafs
+
+    from ww_ray.errors import ZooError
+    from ww_ray.zoos.registry import enumerate_specs, zoo_of_spec
+
+    local = write_hf_folder(tmp_path / "small", LLAMA, seed=6)
+    s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region="us-east-1")
+    for file in sorted(local.iterdir()):
+        with s3.open_output_stream(f"{S3_BUCKET}/models/small/{file.name}") as out:
+            out.write(file.read_bytes())
+    url = f"s3://{S3_BUCKET}/models/small?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
+    config = parse_config({"zoos": [{"kind": "url", "models": [url]}]})
+    (spec,) = enumerate_specs(config)
+    assert (spec.source, spec.model_id, spec.architecture) == ("url", f"{S3_BUCKET}/models/small", "llama")
+    assert spec.size_bytes == (local / "model.safetensors").stat().st_size
+    assert spec.params == sum(e.numel() for e in _tensors(local / "model.safetensors"))
+    assert enumerate_specs(config)[0].revision == spec.revision          # the same model lists the same
+    assert zoo_of_spec(spec).checkpoint_path(spec) == url
+    other = write_hf_folder(tmp_path / "other", LLAMA, seed=7)   # same shapes, same header, other weights
+    time.sleep(1.1)                                              # S3 modification times are in seconds
+    with s3.open_output_stream(f"{S3_BUCKET}/models/small/model.safetensors") as out:   # replaced in place
+        out.write((other / "model.safetensors").read_bytes())
+    with pytest.raises(ZooError, match="changed since it was listed"):
+        zoo_of_spec(spec).checkpoint_path(spec)
+
+
+def _tensors(path: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path)).values()
