@@ -303,7 +303,7 @@ def test_hub_adapter_repo_and_card_linked_finetune(tmp_path, hub_online, monkeyp
     monkeypatch.setattr(hub, "make_client", lambda: client)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(repos[repo_id][1]))
     config = parse_config({"zoos": [{"kind": "hub", "models": ["org/lora", "org/tuned", "org/orphan"],
-                                     "base_model": "auto"}]})
+                                     "base_model": "auto", "download": True}]})  # the fake Hub serves snapshots
     lora, tuned_spec, orphan = enumerate_specs(config)
     # a card naming a base that cannot be read: the model is analysed alone (auto), with a log line
     assert {w.role for w in load_layer_weights(orphan)} == {"weight"}

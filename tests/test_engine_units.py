@@ -218,3 +218,23 @@ def test_quickstart_selects_the_pytorchcv_cifar10_resnet_series():
     ids = [s.model_id for s in specs]
     assert ids[:3] == ["resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10"] and len(ids) == 8
     assert all(s.dataset == "cifar10" and not math.isnan(s.top1_error) for s in specs)
+
+
+def test_lazy_plan_gives_an_embedding_sized_matrix_a_shard_of_its_own():
+    from ww_ray.engine.shard_plan import MAX_SHARD_BYTES, SOLO_WIDENED_BYTES, LazyLayer, plan_shards
+    from ww_ray.zoos.tensor_index import TensorEntry
+
+    def layer(index: int, rows: int, cols: int) -> LazyLayer:
+        entry = TensorEntry(file="m.safetensors", name=f"w{index}", shape=(rows, cols), dtype="BF16",
+                            begin=0, end=2 * rows * cols)
+        return LazyLayer(entry=entry, layer_name=f"w{index}", layer_index=index, kind="dense")
+
+    # a 32000×2048 embedding and head (262 MB as float32) between 2048-wide blocks of 46 MB and 17 MB
+    layers = [layer(0, 32000, 2048)] + [layer(1 + i, 5632 if i % 2 else 2048, 2048) for i in range(40)] \
+        + [layer(41, 32000, 2048)]
+    shards = plan_shards(layers, workers=2)
+    assert [[l.layer_index for l in s.layers] for s in shards[:2]] == [[0], [41]]
+    rest = shards[2:]
+    assert len(rest) >= 2 and all(s.nbytes <= MAX_SHARD_BYTES for s in rest)
+    assert all(4 * math.prod(l.entry.shape) < SOLO_WIDENED_BYTES for s in rest for l in s.layers)
+    assert sorted(l.layer_index for s in shards for l in s.layers) == list(range(42))

@@ -153,6 +153,7 @@ def test_peak_memory_stays_near_one_tensor(tmp_path: Path) -> None:
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["n"] == count
     peak_mb = measured["peak_kb"] / 1024
-    # Held: the current tensor (plus the previous one until its name is rebound) and allocator slack,
-    # far below the 96 MB the whole checkpoint would take.
-    assert peak_mb < 2.5 * tensor_mb, f"peak anonymous memory {peak_mb:.1f} MB while reading"
+    # Each tensor is read into a fresh anonymous buffer (no memory map): held are the current tensor and
+    # what the allocator keeps of the ones freed before it (glibc serves 8 MB blocks from its heap after
+    # the first is freed) — two to four tensors, far below the 96 MB the whole checkpoint would take.
+    assert peak_mb < 5 * tensor_mb, f"peak anonymous memory {peak_mb:.1f} MB while reading"

@@ -51,10 +51,10 @@ ray: {{address: null, workers: null, gpus_per_worker: 0, max_models_in_flight: 4
 @pytest.mark.parametrize("data, message", [
     ({}, "'zoos' must be a non-empty list"),
     ({"zoos": []}, "'zoos' must be a non-empty list"),
-    ({"zoos": [{"kind": "ftp"}]}, r"zoos\[0\].kind must be one of \['hub', 'local', 'pytorchcv'\]"),
+    ({"zoos": [{"kind": "ftp"}]}, r"zoos\[0\].kind must be one of \['hub', 'local', 'pytorchcv', 'url'\]"),
     ({"zoos": [{"kind": "locl"}]}, r"got 'locl' \(did you mean 'local'\?\)"),
     ({"zoos": [{"knd": "local", "path": "."}]}, r"zoos\[0\]: unknown key 'knd' \(did you mean 'kind'\?\)"),
-    ({"zoos": [{"path": "."}]}, r"zoos\[0\] needs a 'kind:', one of \['hub', 'local', 'pytorchcv'\]"),
+    ({"zoos": [{"path": "."}]}, r"zoos\[0\] needs a 'kind:', one of \['hub', 'local', 'pytorchcv', 'url'\]"),
     ({"zoos": [{"kind": "pytorchcv"}], "options": {"conv_methd": "fft"}}, r"options: unknown key 'conv_methd' \(did you mean 'conv_method'\?\)"),
     ({"zoos": [{"kind": "local"}]}, r"zoos\[0\]: a local zoo needs \['path'\]"),
     ({"zoos": [{"kind": "local", "path": "/definitely/not/here"}]}, r"zoos\[0\].path: /definitely/not/here does not exist"),

@@ -106,7 +106,7 @@ def test_load_downloads_only_weights_and_config(gpt_repos, hub_online: None, mon
     import huggingface_hub
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     config = parse_config({"zoos": [{"kind": "hub", "models": ["openai-community/gpt2"],
-                                     "cache_dir": str(tmp_path / "cache")}]})
+                                     "cache_dir": str(tmp_path / "cache"), "download": True}]})
     (spec,) = enumerate_specs(config)
     layers = list(load_layer_weights(spec))
     repo_id, kwargs = calls[0]
@@ -206,7 +206,7 @@ def test_zoo_show_reads_layers_from_headers_without_downloading(gpt_repos, hub_o
 
     spec = spec_from_uri("hf:openai-community/gpt2-medium")
     described = describe_layers(spec)
-    loaded = list(load_layer_weights(spec))
+    loaded = list(load_layer_weights(spec, download=True))
     assert [(w.name, w.index, w.kind, w.shape, w.groups) for w in described] == \
         [(w.name, w.index, w.kind, w.shape, w.groups) for w in loaded]
     assert all(w.tensor.is_meta for w in described) and spec.extra["num_layers"] == len(loaded)

@@ -7,7 +7,8 @@ shape-only ``meta`` tensors. The plan never reads a weight; the worker that comp
 only that shard's tensors (``read_layer_weights``), one at a time and in their stored dtype.
 
 Layers are grouped into shards of balanced eigenvalue cost (``engine.shards.split_by_cost``), with
-enough shards that none holds more than ``MAX_SHARD_BYTES`` of stored weights. One departure from
+enough shards that none holds more than ``MAX_SHARD_BYTES`` of stored weights; a matrix of
+``SOLO_WIDENED_BYTES`` or more once widened (an LLM's embedding and head) is a shard of its own. One departure from
 the in-process path: an output head whose content equals the embedding is recognised there by
 content; here, without content, a head is dropped as tied only when ``config.json`` says
 ``tie_word_embeddings: true`` (safetensors files of tied models normally omit the head anyway).
@@ -26,6 +27,9 @@ from ww_ray.zoos.tensor_index import TensorEntry
 
 #: A shard never holds more stored weight bytes than this (bounds a worker's memory).
 MAX_SHARD_BYTES = 512 << 20
+#: A matrix this large once widened to float32 gets a shard of its own, so that its worker never holds
+#: a batch of other matrices beside it (a Llama embedding or head: 32000×2048 is 262 MB in float32).
+SOLO_WIDENED_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -91,25 +95,36 @@ def plan_layers(index: Mapping[str, TensorEntry], config: Mapping[str, Any] | No
 
 
 def plan_shards(layers: list[LazyLayer], workers: int, min_split_cost: float | None = None) -> list[LazyShard]:
-    """Layers cut into shards of balanced cost: one per worker at least, none over ``MAX_SHARD_BYTES``."""
+    """Layers cut into shards of balanced cost: one per worker at least, none over ``MAX_SHARD_BYTES``;
+    a layer of ``SOLO_WIDENED_BYTES`` or more (as float32) is a shard of its own, listed first."""
     if not layers:
         return []
-    total_bytes = sum(layer.entry.nbytes for layer in layers)
+    solo = [layer for layer in layers if 4 * math.prod(layer.entry.shape) >= SOLO_WIDENED_BYTES]
+    rest = [layer for layer in layers if 4 * math.prod(layer.entry.shape) < SOLO_WIDENED_BYTES]
+    shards = [LazyShard((layer,)) for layer in solo]
+    if not rest:
+        return shards
+    total_bytes = sum(layer.entry.nbytes for layer in rest)
     wanted = max(max(1, workers), math.ceil(total_bytes / MAX_SHARD_BYTES))
     kwargs = {} if min_split_cost is None else {"min_split_cost": min_split_cost}
-    groups = split_by_cost([layer.cost or float(layer.entry.nbytes) for layer in layers], wanted, **kwargs)
-    return [LazyShard(tuple(layers[p] for p in members)) for members in groups]
+    groups = split_by_cost([layer.cost or float(layer.entry.nbytes) for layer in rest], wanted, **kwargs)
+    return shards + [LazyShard(tuple(rest[p] for p in members)) for members in groups]
 
 
-def plan_model(path: Path, workers: int, *, allow_pickle: bool = False) -> list[LazyShard] | None:
-    """Shards of the safetensors checkpoint at ``path`` (file or folder); None when it is pickled."""
-    from ww_ray.zoos.checkpoint import read_hf_config
-    from ww_ray.zoos.tensor_index import checkpoint_index, lazy_files
+def plan_model(location: Path | str, workers: int, *, allow_pickle: bool = False) -> list[LazyShard] | None:
+    """Shards of the safetensors checkpoint at ``location`` — a local file or folder, or a URL (``s3://``,
+    ``hf://``: ``zoos.remote``, headers read by byte ranges) — or None when it is pickled."""
+    from ww_ray.zoos.checkpoint import lazy_files, read_hf_config
+    from ww_ray.zoos.remote import folder_config, is_url, weight_files
+    from ww_ray.zoos.tensor_index import checkpoint_index
 
-    files = lazy_files(path, allow_pickle_in_folders=allow_pickle)
+    if is_url(str(location)):
+        url = str(location)
+        return plan_shards(plan_layers(checkpoint_index(weight_files(url)), folder_config(url)), workers)
+    files = lazy_files(location, allow_pickle_in_folders=allow_pickle)
     if files is None:
         return None
-    config = read_hf_config(path) if Path(path).is_dir() else {}
+    config = read_hf_config(Path(location)) if Path(location).is_dir() else {}
     return plan_shards(plan_layers(checkpoint_index(files), config), workers)
 
 

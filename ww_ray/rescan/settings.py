@@ -8,7 +8,7 @@ Example (``configs/nightly-rescan.yaml``)::
         library: transformers
         pipeline_tags: [fill-mask, text-classification]
         min_downloads: 1000                      # Hub's 30-day download count
-        max_size: 2GB                            # from the safetensors headers, before any download
+        max_size: 140GB                          # optional cap (none by default), judged from the headers
     preset: paper
     out: s3://bucket/ww
     rescan:

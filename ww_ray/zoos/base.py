@@ -63,9 +63,10 @@ class Zoo(ABC):
         deliberate skips, ``CheckpointError`` for unreadable or unsafe files.
         """
 
-    def checkpoint_path(self, spec: ModelSpec) -> "Path | None":
-        """The local checkpoint (file or Hugging Face folder) behind a spec, fetched when needed, checked
-        like ``load`` checks it; None for zoos that build modules. The engine plans lazy shards from it.
+    def checkpoint_path(self, spec: ModelSpec) -> "Path | str | None":
+        """The checkpoint behind a spec — a local file or Hugging Face folder, fetched when needed, or a URL
+        its workers read by byte ranges (``s3://``, ``hf://``) — checked like ``load`` checks it; None for
+        zoos that build modules. The engine plans lazy shards from it.
         """
         return None
 

@@ -1,7 +1,8 @@
 """Read named tensors out of checkpoint files safely and lazily.
 
-Supported: ``.safetensors`` files (read one tensor at a time through ``safetensors.safe_open``),
-GGUF files (``zoos.gguf_file``: dequantized one tensor at a time), PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
+Supported: ``.safetensors`` files (read one tensor at a time, each by a positioned read of its byte
+range: ``zoos.tensor_index``), GGUF files (``zoos.gguf_file``: dequantized one tensor at a time),
+PyTorch pickles ``.pt/.pth/.th/.bin`` (``torch.load(weights_only=True)``: a pickle that needs any
 code outside torch's allow-list is refused before anything runs) and Hugging Face model folders
 (``model.safetensors``, sharded ``model.safetensors.index.json``, and ``pytorch_model.bin`` /
 its shards only when ``allow_pickle_in_folders`` is set). Every failure is a ``CheckpointError``
@@ -116,17 +117,26 @@ def _shards_from_index(folder: Path, index_path: Path) -> list[Path]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{index_path} is not a valid shard index: {exc}") from exc
     shards: list[Path] = []
-    root = folder.resolve()
     for shard_name in dict.fromkeys(weight_map.values()):
-        shard = (folder / str(shard_name)).resolve()
-        if root not in shard.parents:
+        # Judged by name, not by where a link points: a Hugging Face cache snapshot links every file to
+        # ../../blobs/<hash>, and those shards are the folder's own.
+        name = Path(str(shard_name))
+        if not str(shard_name) or name.is_absolute() or ".." in name.parts:
             raise CheckpointError(f"{index_path} names a shard outside its folder: {shard_name!r}")
+        shard = folder / name
         if not shard.is_file():
             raise CheckpointError(f"{index_path} names a missing shard: {shard_name}")
         shards.append(shard)
     if not shards:
         raise CheckpointError(f"{index_path} lists no shards")
     return shards
+
+
+def lazy_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path] | None:
+    """The safetensors files behind a local checkpoint, or None when it is pickled (cannot be read lazily)."""
+    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
+    formats = {"safetensors" if f.suffix.lower() == ".safetensors" else sniff_format(f) for f in files}
+    return files if formats == {"safetensors"} else None
 
 
 def sniff_format(path: Path) -> str | None:
@@ -167,35 +177,11 @@ def _format_of(path: Path) -> str:
     return sniffed
 
 
-def safetensors_keys(path: Path) -> list[str]:
-    """The tensor names of a safetensors file (read from its header only)."""
-    from safetensors import safe_open
+def _iter_safetensors_files(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Safetensors files (one, or a folder's shards) in forward order, each tensor one positioned read."""
+    from ww_ray.zoos.tensor_index import read_in_forward_order
 
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return list(handle.keys())
-    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-
-
-def _iter_safetensors(path: Path, config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    from safetensors import safe_open
-
-    from ww_ray.zoos.forward_order import forward_order
-
-    try:
-        handle_cm = safe_open(str(path), framework="pt")
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-    with handle_cm as handle:
-        # The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn): forward order.
-        for key in forward_order(handle.keys(), config):
-            try:
-                tensor = handle.get_tensor(key)
-            except Exception as exc:
-                raise CheckpointError(f"{path}: cannot read tensor {key!r}: {exc}") from exc
-            yield key, tensor
-            del tensor
+    yield from read_in_forward_order(files, dict(config or {}))
 
 
 def load_pickle(path: Path) -> Any:
@@ -351,47 +337,19 @@ def iter_state_dict(path: str | Path, *, allow_pickle_in_folders: bool = False) 
     """
     files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
     config = read_hf_config(Path(path)) if Path(path).is_dir() else {}
-    if len(files) > 1 and all(_format_of(f) == "safetensors" for f in files):
-        yield from _iter_safetensors_shards(files, config)
+    if all(_format_of(f) == "safetensors" for f in files):
+        yield from _iter_safetensors_files(files, config)
         return
     for file in files:
         kind = _format_of(file)
         if kind == "safetensors":
-            yield from _iter_safetensors(file, config)
+            yield from _iter_safetensors_files([file], config)
         elif kind == "gguf":
             from ww_ray.zoos.gguf_file import iter_gguf
 
             yield from iter_gguf(file)
         else:
             yield from _iter_pickle(file)
-
-
-def _iter_safetensors_shards(files: list[Path], config: Mapping[str, Any] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Read sharded safetensors in one forward order across shards, one tensor at a time."""
-    from safetensors import safe_open
-
-    from ww_ray.zoos.forward_order import forward_order
-
-    owner: dict[str, Path] = {}
-    for file in files:
-        for key in safetensors_keys(file):
-            owner.setdefault(key, file)
-    current: Path | None = None
-    handle = None
-    try:
-        for key in forward_order(owner, config):
-            file = owner[key]
-            if file != current:
-                if handle is not None:
-                    handle.__exit__(None, None, None)
-                handle = safe_open(str(file), framework="pt").__enter__()
-                current = file
-            tensor = handle.get_tensor(key)
-            yield key, tensor
-            del tensor
-    finally:
-        if handle is not None:
-            handle.__exit__(None, None, None)
 
 
 def tensor_shapes(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[tuple[str, tuple[int, ...], str]]:

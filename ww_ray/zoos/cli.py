@@ -114,7 +114,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         if is_zoo_uri(args.source):
             spec = spec_from_uri(args.source, **options)
             described = None if args.download else describe_layers(spec, **options)
-            layers = described if described is not None else load_layer_weights(spec, **options)
+            # --download reads the weights themselves: a hub model is fetched into the cache (download: true)
+            fetch = {"download": True} if args.download else {}
+            layers = described if described is not None else load_layer_weights(spec, **options, **fetch)
         else:
             spec, layers = open_source(args.source, **options)
         print(f"source        {spec.source}")

@@ -4,10 +4,14 @@ Enumeration uses ``HfApi.list_models`` (author, library, pipeline_tag, search, s
 explicit ``models:`` list (with name/params/dataset filters, which run on this side, at most
 ``max_listed`` listings are looked at, 1000 by default, with a warning when that cap is reached);
 the revision is the commit sha; size, parameter count and layer shapes
-come from ``get_safetensors_metadata`` before anything is downloaded. Loading downloads only the
-weight files and ``config.json`` (``snapshot_download(allow_patterns=...)``) and reads tensors
-one at a time with ``safetensors.safe_open``; the model is never instantiated and remote code
-never runs. ``pytorch_model.bin`` is read only with ``allow_pickle: true`` (still weights-only).
+come from ``get_safetensors_metadata`` before anything is downloaded. Loading reads tensors one at
+a time, each by its byte range: from the node-local Hugging Face cache when the revision's weight
+files are there, else — safetensors repos, online — straight from the Hub through
+``huggingface_hub.HfFileSystem`` (``hf://org/name@sha``), so that a sweep's workers each fetch only
+their shard's byte ranges and nothing is downloaded whole. ``download: true`` downloads the weight
+files and ``config.json`` into the cache first (``snapshot_download(allow_patterns=...)``; worth it
+with a ``cache_dir`` the workers share). The model is never instantiated and remote code never
+runs. ``pytorch_model.bin`` is read only with ``allow_pickle: true`` (still weights-only; downloaded).
 
 Each spec records its ``repo_kind`` (``zoos.repo_kind``: from the file listing and ``config.json``); a
 quantized repo (GPTQ/AWQ/bitsandbytes ...) is skipped with its format named; a GGUF-only repo is read
@@ -104,7 +108,7 @@ class HubZoo(Zoo):
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
         "dataset": "str", "task": "str", "max_listed": "int", "figures": "existing_path", "gguf_file": "str",
-        "base_model": "str",
+        "base_model": "str", "download": "bool",
     }
     description = "Hugging Face Hub models (safetensors, read lazily; GGUF; offline from a local cache)"
 
@@ -358,23 +362,26 @@ class HubZoo(Zoo):
     # ---- loading -------------------------------------------------------------------------------
 
     def load(self, spec: ModelSpec) -> Iterator[LayerWeight]:
-        self.check_not_skipped(spec)
-        if spec.extra.get(LOAD_ERROR):
-            raise ZooUnavailableError(str(spec.extra[LOAD_ERROR]))
-        repo_id, _ = split_model_ref(spec.model_id)
-        revision = spec.revision or self.config.options.get("revision")
-        if revision:
-            split_model_ref(f"{repo_id}@{revision}")
-        folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
-        if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
-            return open_path(folder / str(spec.extra["file_name"]), source=spec.source, model_id=spec.model_id)[1]
-        if spec.extra.get(ADAPTER_EXTRA):
+        adapter = bool(spec.extra.get(ADAPTER_EXTRA))
+        gguf = spec.repo_kind == "gguf" and spec.extra.get("file_name")
+        location = self._location(spec, lazy=not (adapter or gguf))
+        if gguf:
+            return open_path(location / str(spec.extra["file_name"]), source=spec.source, model_id=spec.model_id)[1]
+        if adapter:
             from ww_ray.zoos.source import open_adapter_source
 
             base = self.config.options.get("base_model")
-            return open_adapter_source(folder, base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)[1]
-        model_type = read_hf_config(folder).get("model_type")
-        items = iter_state_dict(folder, allow_pickle_in_folders=self.allow_pickle)
+            return open_adapter_source(location, base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)[1]
+        if isinstance(location, str):  # not cached: tensors read by byte ranges from the Hub
+            from ww_ray.zoos.remote import folder_config, weight_files
+            from ww_ray.zoos.tensor_index import read_in_forward_order
+
+            config = folder_config(location)
+            model_type = config.get("model_type")
+            items = read_in_forward_order(weight_files(location), config)
+        else:
+            model_type = read_hf_config(location).get("model_type")
+            items = iter_state_dict(location, allow_pickle_in_folders=self.allow_pickle)
         layers = layer_weights_from_state_dict(items, model_type=model_type if isinstance(model_type, str) else None)
         base = self._base_of(spec)
         if base is None:
@@ -382,7 +389,10 @@ class HubZoo(Zoo):
         from ww_ray.zoos.source import open_source
 
         try:   # the base is held whole while the model streams (finetune.with_base_weights)
-            _, opened = open_source(base, cache_dir=self.cache_dir, allow_pickle=self.allow_pickle)
+            options: dict[str, Any] = {"cache_dir": self.cache_dir, "allow_pickle": self.allow_pickle}
+            if base.startswith(f"{self.uri_scheme}:") and self.config.options.get("download"):
+                options["download"] = True   # a Hub base is read the way this zoo reads its models
+            _, opened = open_source(base, **options)
             base_layers = list(opened)
         except Exception as exc:
             if self.config.options.get("base_model") != "auto":
@@ -402,22 +412,51 @@ class HubZoo(Zoo):
         named = spec.base_model          # the card's base_model (zoos.model_card)
         return f"hf:{named}" if named else None
 
-    def checkpoint_path(self, spec: ModelSpec) -> Path | None:
-        """The node-local snapshot folder (Hugging Face cache) of the spec's weight files (None for
-        adapters: ``load`` reads them)."""
+    def checkpoint_path(self, spec: ModelSpec) -> Path | str | None:
+        """Where the spec's weights are read from (see ``_location``); a GGUF repo's one file; None for
+        adapters and models analysed against a base (``load`` reads those)."""
         self.check_not_skipped(spec)
         if spec.extra.get(ADAPTER_EXTRA) or self._base_of(spec) is not None:
             return None
+        if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
+            return self._location(spec, lazy=False) / str(spec.extra["file_name"])
+        return self._location(spec)
+
+    def _location(self, spec: ModelSpec, lazy: bool = True) -> Path | str:
+        """The node-local snapshot folder (Hugging Face cache) when every weight file is cached there;
+        else, for safetensors repos online (and ``lazy``), the revision's ``hf://org/name@sha`` URL, read
+        by byte ranges through ``huggingface_hub.HfFileSystem`` (nothing downloaded whole); else
+        (pickles, GGUF, adapters, ``download: true``) the snapshot downloaded into the cache."""
+        self.check_not_skipped(spec)
         if spec.extra.get(LOAD_ERROR):
             raise ZooUnavailableError(str(spec.extra[LOAD_ERROR]))
         repo_id, _ = split_model_ref(spec.model_id)
         revision = spec.revision or self.config.options.get("revision")
         if revision:
             split_model_ref(f"{repo_id}@{revision}")
-        folder = self.download(repo_id, revision, list(spec.extra.get("allow_patterns") or []))
-        if spec.repo_kind == "gguf" and spec.extra.get("file_name"):
-            return folder / str(spec.extra["file_name"])
-        return folder
+        files = [str(f) for f in spec.extra.get("files") or []]
+        patterns = list(spec.extra.get("allow_patterns") or [])
+        cached = self.cached_folder(repo_id, revision, files)
+        if cached is not None:
+            return cached
+        byte_ranges = lazy and files and all(f.endswith(".safetensors") for f in files)
+        if byte_ranges and not spec.extra.get("cached") and not hub_offline() and not self.config.options.get("download"):
+            return hub_url(repo_id, revision)
+        return self.download(repo_id, revision, patterns)
+
+    def cached_folder(self, repo_id: str, revision: str | None, files: list[str]) -> Path | None:
+        """The cache snapshot folder holding every one of ``files`` at ``revision``; None when one is missing."""
+        from huggingface_hub import try_to_load_from_cache
+
+        if not files:
+            return None
+        folders = set()
+        for name in files:
+            hit = try_to_load_from_cache(repo_id, name, cache_dir=self.cache_dir, revision=revision)
+            if not isinstance(hit, str):
+                return None
+            folders.add(Path(hit).parent)
+        return folders.pop() if len(folders) == 1 else None
 
     def download(self, repo_id: str, revision: str | None, patterns: list[str]) -> Path:
         """The local snapshot folder holding the weight files (downloaded when needed and allowed)."""
@@ -451,6 +490,17 @@ class HubZoo(Zoo):
     def _unreachable(self, what: str, exc: Exception) -> str:
         return (f"cannot {what} ({_short(exc)}); without network, list explicit `models:` present in the local "
                 "cache and set HF_HUB_OFFLINE=1, or use a `kind: local` zoo")
+
+
+def hub_url(repo_id: str, revision: str | None) -> str:
+    """The ``hf://`` URL (``huggingface_hub.HfFileSystem``) of a repo's folder at a revision.
+
+    >>> hub_url("openai-community/gpt2", "refs/pr/1")
+    'hf://openai-community/gpt2@refs%2Fpr%2F1'
+    """
+    from urllib.parse import quote
+
+    return f"hf://{repo_id}" + (f"@{quote(revision, safe='')}" if revision else "")
 
 
 def header_entries(meta: Any) -> list[tuple[str, tuple[int, ...], str]]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_MODULES = ("ww_ray.zoos.local", "ww_ray.zoos.pytorchcv", "ww_ray.zoos.hub")
+_BUILTIN_MODULES = ("ww_ray.zoos.local", "ww_ray.zoos.pytorchcv", "ww_ray.zoos.hub", "ww_ray.zoos.url")
 
 
 @dataclass(frozen=True)

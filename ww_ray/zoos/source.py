@@ -3,9 +3,10 @@
 Accepted sources: a ``torch.nn.Module``; a state dict (mapping of names to tensors, possibly
 nested under ``state_dict``/``model``); a path to a ``.safetensors`` / ``.gguf`` / ``.pt/.pth/.th/.bin`` file
 or a Hugging Face model folder (a quantized one — GPTQ, AWQ, bitsandbytes — is ``skipped``, format
-named); or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or ``hf:openai-community/gpt2``
-(``hf:org/name@revision`` pins a revision). A folder holding a LoRA adapter (``adapter_config.json``)
-gives its deltas ΔW = scale·B·A (``ww_ray.zoos.adapters``).
+named); a URL of a safetensors folder or file (``s3://``, ``gs://``, ``hf://org/name@revision``: the url
+zoo, read by byte ranges); or a zoo URI such as ``pytorchcv:resnet20_cifar10`` or
+``hf:openai-community/gpt2`` (``hf:org/name@revision`` pins a revision). A folder holding a LoRA adapter
+(``adapter_config.json``) gives its deltas ΔW = scale·B·A (``ww_ray.zoos.adapters``).
 
 With a base: ``open_source(ADAPTER, base_model=BASE)`` (or ``open_source(BASE, adapter=ADAPTER)``)
 gives the base's weights, the adapter's deltas and the merged W₀ + ΔW; ``base_model="auto"`` takes
@@ -41,8 +42,9 @@ from ww_ray.zoos.gguf_file import GGUF_SUFFIX, architecture as gguf_architecture
 from ww_ray.zoos.layers import guess_model_type, layer_weights_from_module, layer_weights_from_state_dict
 from ww_ray.zoos.names import count_parameters
 from ww_ray.zoos.registry import load_layer_weights, spec_from_uri, uri_schemes
+from ww_ray.zoos.remote import is_url
 from ww_ray.zoos.repo_kind import local_kind, quantization_format, quantized_skip_reason
-from ww_ray.zoos.spec import ModelSpec
+from ww_ray.zoos.spec import LOAD_ERROR, ModelSpec
 
 def is_zoo_uri(source: object) -> bool:
     """True for strings like ``pytorchcv:name`` or ``hf:org/name``: a scheme a registered zoo kind serves."""
@@ -80,6 +82,8 @@ def open_source(source: Any, base_model: Any = None, adapter: Any = None,
         return _open_module(source)
     if isinstance(source, Mapping):
         return _open_state_dict(source)
+    if is_url(source):  # s3://, gs://, hf://org/name@rev: the url zoo, read by byte ranges
+        return _open_url(str(source))
     if is_zoo_uri(source):
         spec = spec_from_uri(source, **zoo_options)
         return spec, load_layer_weights(spec, **zoo_options)
@@ -120,6 +124,18 @@ def _open_with_base(source: Any, base_model: Any, **zoo_options: Any) -> tuple[M
     base_id = base_spec.model_id or str(base_model)
     spec = replace(spec, extra={**spec.extra, "base_model": base_id})
     return spec, with_base_weights(weights, base_weights, base_id)
+
+
+def _open_url(url: str) -> tuple[ModelSpec, Iterator[LayerWeight]]:
+    from ww_ray.errors import ZooError
+    from ww_ray.zoos.config import ZooConfig
+    from ww_ray.zoos.registry import make_zoo
+
+    zoo = make_zoo(ZooConfig(kind="url", options={"models": [url]}))
+    spec = zoo.spec_for(url)
+    if spec.extra.get(LOAD_ERROR):
+        raise ZooError(str(spec.extra[LOAD_ERROR]))
+    return spec, zoo.load(spec)
 
 
 def _open_module(module: nn.Module) -> tuple[ModelSpec, Iterator[LayerWeight]]:

@@ -2,15 +2,18 @@
 
 Safetensors files begin with a JSON header that gives every tensor's name, dtype, shape and byte
 range, so a model's layers can be planned — and split into shards of tensor names — without
-reading a single weight. ``read_tensors`` then reads just the tensors it is asked for, in their
-stored dtype (bf16/fp16 stay half-size until the spectral code widens them): a local file (or a
-node-local Hugging Face cache) through ``safetensors.safe_open``, a remote URL (``hf://``,
-``s3://``, anything fsspec opens) by byte ranges, which is how a worker with no copy of the model
-reads its shard straight from the Hub or an object store.
+reading a single weight. ``read_tensors`` then reads just the tensors it is asked for, each by one
+positioned read of its byte range into a fresh buffer, in its stored dtype (bf16/fp16 stay
+half-size until the spectral code widens them, matrix by matrix). The same reads serve a local file
+(or a node-local Hugging Face cache) and a URL (``s3://``, ``gs://``, ``hf://``, any fsspec URL:
+``zoos.remote``), which is how a worker with no copy of the model reads its shard straight from an
+object store or the Hub. No memory map: the pages of a mapped file that a process has touched count
+in its resident memory, so reading a 2 GB model through ``safetensors.safe_open`` grew the reading
+process by the file's size (benchmarks/large_model.py measured 3.8 GB for a 1.1B bf16 model).
 
-Setting ``WW_RAY_TENSOR_READ_LOG`` to a folder makes every process append the tensors it reads to
-``<folder>/<pid>.log`` (an audit of who reads what: tests check that each worker reads only its
-shard and the driver nothing).
+Setting ``WW_RAY_TENSOR_READ_LOG`` to a folder makes every process append the tensors it reads
+(file, name, byte range) to ``<folder>/<pid>.log`` (an audit of who reads what: tests check that each
+worker reads only its shard's byte ranges and the driver nothing).
 
     >>> import tempfile, torch, safetensors.torch
     >>> path = tempfile.mkdtemp() + "/m.safetensors"
@@ -24,6 +27,7 @@ shard and the driver nothing).
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -32,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_files, sniff_format
+from ww_ray.errors import CheckpointError
+from ww_ray.zoos.remote import is_url, open_url
 
 READ_LOG_ENV = "WW_RAY_TENSOR_READ_LOG"
 #: Largest safetensors header accepted (the format's own limit is 100 MB).
@@ -64,17 +69,6 @@ class TensorEntry:
         return self.end - self.begin
 
 
-def is_url(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
-
-
-def lazy_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path] | None:
-    """The safetensors files behind a local checkpoint, or None when it is pickled (cannot be read lazily)."""
-    files = checkpoint_files(path, allow_pickle_in_folders=allow_pickle_in_folders)
-    formats = {"safetensors" if f.suffix.lower() == ".safetensors" else sniff_format(f) for f in files}
-    return files if formats == {"safetensors"} else None
-
-
 def tensor_index(location: str | Path) -> list[TensorEntry]:
     """Every tensor of one safetensors file (local path or URL), from its header only, by name."""
     location = str(location)
@@ -100,10 +94,13 @@ def tensor_index(location: str | Path) -> list[TensorEntry]:
             continue
         try:
             begin, end = (int(v) for v in info["data_offsets"])
-            entries.append(TensorEntry(file=location, name=name, shape=tuple(int(s) for s in info["shape"]),
-                                       dtype=str(info["dtype"]), begin=data_start + begin, end=data_start + end))
+            shape = tuple(int(s) for s in info["shape"])
+            dtype = str(info["dtype"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{location}: bad header entry for {name!r}: {exc}") from exc
+        _check_entry(location, name, shape, dtype, begin, end)
+        entries.append(TensorEntry(file=location, name=name, shape=shape, dtype=dtype,
+                                   begin=data_start + begin, end=data_start + end))
     return sorted(entries, key=lambda e: e.name)
 
 
@@ -118,56 +115,85 @@ def checkpoint_index(files: Iterable[str | Path]) -> dict[str, TensorEntry]:
     return index
 
 
+def _check_entry(location: str, name: str, shape: tuple[int, ...], dtype: str, begin: int, end: int) -> None:
+    if begin < 0 or end < begin or any(d < 0 for d in shape):
+        raise CheckpointError(f"{location}: bad header entry for {name!r}: offsets {begin}..{end}, shape {shape}")
+    torch_dtype = _DTYPES.get(dtype)
+    if torch_dtype is not None:
+        expected = math.prod(shape) * torch_dtype.itemsize
+        if end - begin != expected:
+            raise CheckpointError(f"{location}: tensor {name!r} of shape {shape} and dtype {dtype} needs "
+                                  f"{expected} bytes, its header gives {end - begin}")
+
+
+def read_in_forward_order(files: Iterable[str | Path], config: dict | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of a checkpoint's safetensors files (paths or URLs), one at a time, in forward order.
+
+    The header lists names alphabetically ("h.10" before "h.2", mlp before self_attn); the order is
+    ``zoos.forward_order``'s (the ``config.json`` architecture's module order, else a block order). The
+    first file naming a tensor wins; a file without tensors gives none.
+    """
+    from ww_ray.zoos.forward_order import forward_order
+
+    index: dict[str, TensorEntry] = {}
+    for file in files:
+        for entry in tensor_index(file):
+            index.setdefault(entry.name, entry)
+    yield from read_tensors(index[key] for key in forward_order(index, config or None))
+
+
 def read_tensors(entries: Iterable[TensorEntry]) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` for each entry, in the order given, in the stored dtype; each file opened once."""
-    from safetensors import safe_open
-
     handles: dict[str, object] = {}
     try:
         for entry in entries:
             _log_read(entry)
-            if is_url(entry.file):
-                yield entry.name, _read_range(entry)
-                continue
             handle = handles.get(entry.file)
             if handle is None:
-                local = entry.file[len("file://"):] if entry.file.startswith("file://") else entry.file
-                try:
-                    handle = safe_open(local, framework="pt").__enter__()
-                except Exception as exc:
-                    raise CheckpointError(f"{local} is not a readable safetensors file on this node: {exc}") from exc
-                handles[entry.file] = handle
-            try:
-                tensor = handle.get_tensor(entry.name)
-            except Exception as exc:
-                raise CheckpointError(f"{entry.file}: cannot read tensor {entry.name!r}: {exc}") from exc
+                handle = handles[entry.file] = _open(entry.file)
+            tensor = _read_range(handle, entry)
             yield entry.name, tensor
             del tensor
     finally:
         for handle in handles.values():
-            handle.__exit__(None, None, None)
+            handle.close()
 
 
-def _read_range(entry: TensorEntry) -> torch.Tensor:
+def _read_range(handle, entry: TensorEntry) -> torch.Tensor:
+    """One tensor: its byte range read into a fresh buffer (one request on an object store)."""
     dtype = _DTYPES.get(entry.dtype)
     if dtype is None:
         raise CheckpointError(f"{entry.file}: tensor {entry.name!r} has unsupported dtype {entry.dtype}")
-    with _open(entry.file) as handle:
+    buffer = torch.empty(entry.nbytes, dtype=torch.uint8)
+    view = memoryview(buffer.numpy())
+    try:
         handle.seek(entry.begin)
-        data = handle.read(entry.nbytes)
-    if len(data) != entry.nbytes:
-        raise CheckpointError(f"{entry.file}: tensor {entry.name!r} is truncated")
-    if not data:
-        return torch.empty(entry.shape, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(entry.shape)
+        done = 0
+        while done < entry.nbytes:
+            got = handle.readinto(view[done:])
+            if not got:
+                break
+            done += got
+    except CheckpointError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{entry.file}: cannot read tensor {entry.name!r}: {exc}") from exc
+    if done != entry.nbytes:
+        raise CheckpointError(f"{entry.file}: tensor {entry.name!r} is truncated ({done} of {entry.nbytes} bytes)")
+    return buffer.view(dtype).reshape(entry.shape)
 
 
 def _open(location: str):
-    if not is_url(location):
-        return open(location[len("file://"):] if location.startswith("file://") else location, "rb")
-    import fsspec  # hf:// comes from huggingface_hub's HfFileSystem, s3:// from s3fs (fsspec registry)
-
-    return fsspec.open(location, "rb").open()
+    if is_url(location):
+        try:
+            return open_url(location)
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"{location} does not exist: {exc}") from exc
+    local = location[len("file://"):] if location.startswith("file://") else location
+    try:
+        return open(local, "rb")
+    except OSError as exc:
+        raise CheckpointError(f"{local} is not a readable safetensors file on this node: {exc}") from exc
 
 
 def _log_read(entry: TensorEntry) -> None:
@@ -175,4 +201,4 @@ def _log_read(entry: TensorEntry) -> None:
     if not folder:
         return
     with open(os.path.join(folder, f"{os.getpid()}.log"), "a", encoding="utf-8") as log:
-        log.write(f"{entry.file}\t{entry.name}\n")
+        log.write(f"{entry.file}\t{entry.name}\t{entry.begin}\t{entry.end}\n")
