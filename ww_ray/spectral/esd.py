@@ -9,8 +9,8 @@ far better than 1e-10 relative (tests/test_spectral_numerics.py checks it agains
 
 ``gram_dtype="float32"`` (opt-in; every preset keeps float64) forms the Gram matrix with a float32
 GEMM from the stored float32 weights (no widened copy of W) and still solves the eigenproblem in
-float64. The GEMM then rounds every Gram entry to about 6e-8 relative, so λmax agrees to ~1e-7 and
-the tail fit's α, α̂, log α-norm, D and xmin to ~1e-5 relative; eigenvalues far below
+float64. The GEMM then rounds every Gram entry to about 6e-8 relative: measured, λmax agrees within
+4e-7 and the tail fit's α, α̂, log α-norm, D and xmin within 6e-5 relative; eigenvalues far below
 λmax·1e-7 (the null space of a rank-deficient W) become round-off noise. benchmarks/gram_float32.py
 measures both sides of that trade on real and heavy-tailed synthetic matrices.
 

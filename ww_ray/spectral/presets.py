@@ -49,8 +49,8 @@ class AnalysisOptions:
         skip_embeddings: leave embedding layers out of the analysis entirely (summaries always leave them out).
         device: ``auto`` (GPU when torch sees one), ``cpu`` or ``cuda``.
         gram_dtype: precision of the Gram GEMM, ``float64`` (every preset) or ``float32`` (opt-in: a
-            float32 GEMM, still a float64 eigen-solve; 25–40 % less time per large matrix, λmax to
-            ~1e-7 and the fit's metrics to ~1e-5 relative, measured by benchmarks/gram_float32.py).
+            float32 GEMM, still a float64 eigen-solve; λmax within 4e-7 and α, α̂, log α-norm, D, xmin
+            within 6e-5 relative on the matrices benchmarks/gram_float32.py measures).
     """
 
     preset: str = "paper"
