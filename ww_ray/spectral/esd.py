@@ -7,6 +7,17 @@ times faster. We form the Gram matrix in float64, so the absolute error of every
 about 1e-16·λmax·√M: λmax, Σλ and every eigenvalue the power-law tail uses agree with an SVD to
 far better than 1e-10 relative (tests/test_spectral_numerics.py checks it against scipy's SVD).
 
+``gram_dtype="float32"`` (opt-in; every preset keeps float64) forms the Gram matrix with a float32
+GEMM from the stored float32 weights (no widened copy of W) and still solves the eigenproblem in
+float64. The GEMM then rounds every Gram entry to about 6e-8 relative: measured, λmax agrees within
+4e-7 and the tail fit's α, α̂, log α-norm, D and xmin within 6e-5 relative; eigenvalues far below
+λmax·1e-7 (the null space of a rank-deficient W) become round-off noise. benchmarks/gram_float32.py
+measures both sides of that trade on real and heavy-tailed synthetic matrices.
+
+On the CPU numpy (OpenBLAS) is used, not torch (MKL): measured on this project's 2-core machine, a
+2048-wide float64 eigvalsh took 0.56 s with numpy and 0.62 s with torch on one thread, and the
+float64 GEMM 0.48 s against 0.97 s, so a CPU worker needs no torch import at all.
+
     >>> import numpy as np
     >>> from ww_ray.spectral.esd import eigenvalues
     >>> w = np.diag([3.0, 2.0, 1.0])
@@ -18,6 +29,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
+from ww_ray.spectral.presets import GRAM_DTYPES
 
 
 def _torch_device(device: str) -> str | None:
@@ -42,31 +55,44 @@ def resolve_device(device: str = "auto") -> str:
     return _torch_device(device) or "cpu"
 
 
-def gram_eigenvalues(batch: np.ndarray, device: str = "auto") -> np.ndarray:
+def _numpy_dtypes(gram_dtype: str, complex_input: bool) -> tuple[type, type]:
+    """(GEMM dtype, eigen-solve dtype) for a Gram precision; the solve is always double precision."""
+    if gram_dtype not in GRAM_DTYPES:
+        raise ValueError(f"gram_dtype={gram_dtype!r} is not one of {GRAM_DTYPES}")
+    if complex_input:
+        return (np.complex64 if gram_dtype == "float32" else np.complex128), np.complex128
+    return (np.float32 if gram_dtype == "float32" else np.float64), np.float64
+
+
+def gram_eigenvalues(batch: np.ndarray, device: str = "auto", gram_dtype: str = "float64") -> np.ndarray:
     """Eigenvalues of WᴴW for every matrix of a (B, a, b) batch, as a (B, min(a, b)) float64 array.
 
     Rows are sorted ascending; round-off negatives are clipped to 0. Complex input (the ``fft``
-    conv method) is handled as Hermitian.
+    conv method) is handled as Hermitian. ``gram_dtype``: precision of the Gram GEMM (``float64``,
+    or ``float32``: see the module docstring); the eigen-solve is float64 either way.
     """
     if batch.ndim != 3:
         raise ValueError(f"expected a (batch, rows, cols) array, got shape {batch.shape}")
     _, a, b = batch.shape
+    gemm_dtype, solve_dtype = _numpy_dtypes(gram_dtype, np.iscomplexobj(batch))
     torch_device = _torch_device(device)
     if torch_device is not None:
-        return _gram_eigenvalues_torch(batch, torch_device)
-    work_dtype = np.complex128 if np.iscomplexobj(batch) else np.float64
-    x = np.asarray(batch, dtype=work_dtype)
+        return _gram_eigenvalues_torch(batch, torch_device, gram_dtype)
+    x = np.asarray(batch, dtype=gemm_dtype)
     xh = np.conj(np.swapaxes(x, 1, 2)) if np.iscomplexobj(x) else np.swapaxes(x, 1, 2)
     gram = xh @ x if a >= b else x @ xh
-    evals = np.linalg.eigvalsh(gram)
+    evals = np.linalg.eigvalsh(gram.astype(solve_dtype, copy=False))
     return np.maximum(evals, 0.0)
 
 
-def _gram_eigenvalues_torch(batch: np.ndarray, device: str) -> np.ndarray:
+def _gram_eigenvalues_torch(batch: np.ndarray, device: str, gram_dtype: str) -> np.ndarray:
     import torch
 
     _, a, b = batch.shape
-    work_dtype = torch.complex128 if np.iscomplexobj(batch) else torch.float64
+    complex_input = np.iscomplexobj(batch)
+    solve_dtype = torch.complex128 if complex_input else torch.float64
+    single = torch.complex64 if complex_input else torch.float32
+    work_dtype = single if gram_dtype == "float32" else solve_dtype
     with torch.no_grad(), warnings.catch_warnings():
         # Arrays from Ray's object store are read-only; the host tensor is only read (copied to the
         # device), so torch's warning about non-writable arrays does not apply. Copy in the stored
@@ -74,14 +100,20 @@ def _gram_eigenvalues_torch(batch: np.ndarray, device: str) -> np.ndarray:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         x = torch.as_tensor(batch).to(device=device).to(dtype=work_dtype)
         xh = x.mH
-        gram = xh @ x if a >= b else x @ xh
-        evals = torch.linalg.eigvalsh(gram)
+        # A float32 GEMM in TF32 (a process-wide torch setting) would round to 1e-3: force full float32.
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            gram = xh @ x if a >= b else x @ xh
+        finally:
+            torch.set_float32_matmul_precision(precision)
+        evals = torch.linalg.eigvalsh(gram.to(dtype=solve_dtype))
         return np.maximum(evals.cpu().numpy(), 0.0)
 
 
-def eigenvalues(matrix: np.ndarray, device: str = "auto") -> np.ndarray:
+def eigenvalues(matrix: np.ndarray, device: str = "auto", gram_dtype: str = "float64") -> np.ndarray:
     """Ascending eigenvalues of WᵀW for one N×M matrix (min(N, M) values, float64)."""
     matrix = np.asarray(matrix)
     if matrix.ndim != 2:
         raise ValueError(f"expected a 2-D matrix, got shape {matrix.shape}")
-    return gram_eigenvalues(matrix[None], device=device)[0]
+    return gram_eigenvalues(matrix[None], device=device, gram_dtype=gram_dtype)[0]

@@ -1,39 +1,32 @@
 """Per-matrix metrics: eigenvalues (batched by shape) → power-law fit, norms, RMT diagnostics → rows.
 
-``compute_rows`` is what a worker runs on a shard of ``SpectralInput``s. Matrices of the same shape
-are stacked and decomposed in one batched call (all k×k slices of a conv layer, the 12 attention
-projections of a transformer). Each row's metrics follow DESIGN.md §2; a row never raises: a
-failure becomes ``status="failed"`` with the error.
+``compute_rows`` is what a worker runs on a shard of ``SpectralInput``s. The eigenvalues of all its
+rows come from one solve plan (``ww_ray.spectral.solve``: large CPU matrices one by one on one thread
+pool, small ones and GPU ones stacked by shape). Each row's metrics follow DESIGN.md §2; a row never
+raises: a failure becomes ``status="failed"`` with the error.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
 
 from ww_ray.spectral.esd import gram_eigenvalues, resolve_device
 from ww_ray.spectral.matrices import SpectralInput
 from ww_ray.spectral.powerlaw_fit import PowerLawFit, fit_power_law
 from ww_ray.spectral.presets import AnalysisOptions
 from ww_ray.spectral.rmt import esd_distance, fit_marchenko_pastur, shuffle_entries
+from ww_ray.spectral.solve import solve_eigenvalues
 
 ANALYZER_VERSION = "ww_ray-spectral-1"
 
 UNDER_TRAINED_ALPHA = 6.0
 OVER_TRAINED_ALPHA = 2.0
-
-# Largest stacked batch decomposed in one call (bytes of the float64 Gram stack).
-_MAX_BATCH_BYTES = 1 << 29
-# Matrices with a smaller side at least this large are decomposed one by one on the CPU.
-_STACK_BELOW = 256
 
 METRIC_DEFAULTS: dict[str, Any] = {
     "lambda_max": math.nan, "log_spectral_norm": math.nan, "norm": math.nan, "log_norm": math.nan,
@@ -126,49 +119,6 @@ def cpu_threads() -> int:
     return usable_cpus()
 
 
-def _one_by_one(items: list[SpectralInput], threads: int) -> list[np.ndarray]:
-    """Large matrices on the CPU, each decomposed alone; concurrently on several cores.
-
-    The symmetric tridiagonal reduction inside LAPACK's eigen-solver is memory-bound and scales
-    poorly over BLAS threads, so one single-threaded solve per core beats one multi-threaded
-    solve at a time (measured 1.3x on 2 cores for GPT-2 shapes: benchmarks/vs_weightwatcher.py).
-    """
-    jobs = [(i, b) for i, it in enumerate(items) for b in range(it.matrices.shape[0])]
-    threads = min(threads, len(jobs))
-
-    def solve(job: tuple[int, int]) -> np.ndarray:
-        i, b = job
-        return gram_eigenvalues(items[i].matrices[b:b + 1], device="cpu")
-
-    if threads > 1:
-        with threadpool_limits(limits=1), ThreadPoolExecutor(threads) as pool:
-            solved = list(pool.map(solve, jobs))
-    else:
-        solved = [solve(job) for job in jobs]
-    out: list[list[np.ndarray]] = [[] for _ in items]
-    for (i, _), evals in zip(jobs, solved):
-        out[i].append(evals)
-    return [np.concatenate(parts) for parts in out]
-
-
-def _batched_eigenvalues(items: list[SpectralInput], device: str, threads: int) -> list[np.ndarray]:
-    """Per-matrix eigenvalues for same-shape items.
-
-    Small matrices (conv slices) are stacked into few batched calls: per-call overhead dominates
-    them. Large ones (m ≥ ``_STACK_BELOW``) on the CPU go one by one (``_one_by_one``): LAPACK
-    gains nothing from the stack and a float64 copy of a whole stack costs more than it saves.
-    """
-    m = min(items[0].matrices.shape[1:])
-    if m >= _STACK_BELOW and device == "cpu":
-        return _one_by_one(items, threads)
-    stack_sizes = [it.matrices.shape[0] for it in items]
-    per_call = max(1, _MAX_BATCH_BYTES // (16 * m * m))
-    stacked = np.concatenate([it.matrices for it in items]) if len(items) > 1 else items[0].matrices
-    parts = [gram_eigenvalues(stacked[s:s + per_call], device=device) for s in range(0, len(stacked), per_call)]
-    evals = np.concatenate(parts)
-    return np.split(evals, np.cumsum(stack_sizes)[:-1])
-
-
 def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dict[str, Any]:
     return {
         "layer_index": item.layer_index, "layer_name": item.layer_name, "layer_type": item.layer_type,
@@ -183,7 +133,7 @@ def _base_row(item: SpectralInput, options: AnalysisOptions, device: str) -> dic
 def _randomized_control(item: SpectralInput, evals: np.ndarray, options: AnalysisOptions, device: str) -> dict:
     seed = (options.seed, item.layer_index, item.slice_id or 0)
     shuffled = shuffle_entries(item.matrices, seed)
-    rand_evals = pooled_evals(item, gram_eigenvalues(shuffled, device=device))
+    rand_evals = pooled_evals(item, gram_eigenvalues(shuffled, device=device, gram_dtype=options.gram_dtype))
     traps = fit_marchenko_pastur(rand_evals, item.N, item.M).num_spikes
     return {"rand_distance": esd_distance(evals, rand_evals), "num_traps": traps}
 
@@ -197,36 +147,29 @@ def compute_rows(inputs: list[SpectralInput], options: AnalysisOptions, device: 
     """
     used_device = resolve_device(device if device != "auto" else options.device)
     rows = [_base_row(item, options, used_device) for item in inputs]
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for position, item in enumerate(inputs):
-        if item.status == "ok":
-            groups[(item.matrices.shape[1:], np.iscomplexobj(item.matrices))].append(position)
-    for positions in groups.values():
-        items = [inputs[p] for p in positions]
+    positions = [p for p, item in enumerate(inputs) if item.status == "ok"]
+    items = [inputs[p] for p in positions]
+    started = time.perf_counter()
+    per_item = solve_eigenvalues(items, used_device, threads or cpu_threads(), options.gram_dtype)
+    total_cost = sum(it.cost for it in items) or 1.0
+    eig_seconds = time.perf_counter() - started
+    for p, item, evals_per_matrix in zip(positions, items, per_item):
+        if isinstance(evals_per_matrix, Exception):  # a LAPACK/CUDA failure fails these rows, not the shard
+            rows[p].update(status="failed", error=f"eigenvalue computation failed: {evals_per_matrix}")
+            continue
         started = time.perf_counter()
         try:
-            per_item = _batched_eigenvalues(items, used_device, threads or cpu_threads())
-        except Exception as exc:  # a LAPACK/CUDA failure fails these rows, not the shard
-            for p in positions:
-                rows[p].update(status="failed", error=f"eigenvalue computation failed: {exc}")
-            continue
-        total_cost = sum(it.cost for it in items) or 1.0
-        eig_seconds = time.perf_counter() - started
-        for p, item, evals_per_matrix in zip(positions, items, per_item):
-            started = time.perf_counter()
-            try:
-                evals = pooled_evals(item, evals_per_matrix)
-                # A low-rank matrix (rank set) has no random bulk: no Marchenko–Pastur fit, no
-                # randomized control (its shuffled entries would need the full N×M matrix).
-                metrics = esd_metrics(evals, item.N, item.M,
-                                      options if item.rank is None else replace(options, mp_fit=False))
-                fit_error = metrics.pop("fit_error", None)
-                rows[p].update(metrics)
-                if fit_error:  # norms are still valid: the row stays ok, warning says "failed"
-                    rows[p]["error"] = f"power-law fit failed: {fit_error}"
-                if options.randomize and item.rank is None:
-                    rows[p].update(_randomized_control(item, evals, options, used_device))
-            except Exception as exc:
-                rows[p].update(status="failed", error=f"{type(exc).__name__}: {exc}")
-            rows[p]["seconds"] = eig_seconds * item.cost / total_cost + time.perf_counter() - started
+            evals = pooled_evals(item, evals_per_matrix)
+            # A low-rank matrix (rank set) has no random bulk: no Marchenko–Pastur fit, no randomized
+            # control (its shuffled entries would need the full N×M matrix).
+            metrics = esd_metrics(evals, item.N, item.M, options if item.rank is None else replace(options, mp_fit=False))
+            fit_error = metrics.pop("fit_error", None)
+            rows[p].update(metrics)
+            if fit_error:  # norms are still valid: the row stays ok, warning says "failed"
+                rows[p]["error"] = f"power-law fit failed: {fit_error}"
+            if options.randomize and item.rank is None:
+                rows[p].update(_randomized_control(item, evals, options, used_device))
+        except Exception as exc:
+            rows[p].update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        rows[p]["seconds"] = eig_seconds * item.cost / total_cost + time.perf_counter() - started
     return rows

@@ -19,6 +19,8 @@ from typing import Any
 CONV_METHODS = ("slices", "stacked", "fft", "pooled")
 FIT_KINDS = ("PL", "TPL")
 GROUPED_MODES = ("blocks", "ww")
+# Precision of the Gram GEMM X = WᵀW (the eigen-solve is float64 either way): ww_ray/spectral/esd.py.
+GRAM_DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class AnalysisOptions:
         seed: seed of the randomized control's shuffles.
         skip_embeddings: leave embedding layers out of the analysis entirely (summaries always leave them out).
         device: ``auto`` (GPU when torch sees one), ``cpu`` or ``cuda``.
+        gram_dtype: precision of the Gram GEMM, ``float64`` (every preset) or ``float32`` (opt-in: a
+            float32 GEMM, still a float64 eigen-solve; λmax within 4e-7 and α, α̂, log α-norm, D, xmin
+            within 6e-5 relative on the matrices benchmarks/gram_float32.py measures).
     """
 
     preset: str = "paper"
@@ -67,6 +72,7 @@ class AnalysisOptions:
     seed: int = 0
     skip_embeddings: bool = False
     device: str = "auto"
+    gram_dtype: str = "float64"
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +86,8 @@ class AnalysisOptions:
             problems.append(f"xmax={self.xmax!r} must be None or 'force'")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda'")
+        if self.gram_dtype not in GRAM_DTYPES:
+            problems.append(f"gram_dtype={self.gram_dtype!r} is not one of {GRAM_DTYPES}")
         if self.min_evals < 0 or self.fft_size < 1 or self.small_n_min_tail < 2:
             problems.append("min_evals must be >= 0, fft_size >= 1 and small_n_min_tail >= 2")
         if problems:
