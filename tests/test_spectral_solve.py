@@ -106,3 +106,21 @@ def test_gram_dtype_is_validated_in_one_place_for_analyze_and_sweep_configs(tmp_
     config.write_text(f"zoos: [{{kind: local, path: {tmp_path}}}]\ngram_dtype: half\n")
     with pytest.raises(ConfigError, match="gram_dtype"):
         load_config(config)
+
+
+@pytest.mark.parametrize("shape", [(2, 300, 40), (1, 40, 300)])
+@pytest.mark.parametrize("complex_input", [False, True])
+def test_gram_summed_over_row_blocks_equals_the_whole_product(monkeypatch, shape, complex_input):
+    """A stored float32 matrix too large to widen whole is widened block by block: same eigenvalues."""
+    from ww_ray.spectral import esd
+
+    rng = np.random.default_rng(5)
+    batch = rng.standard_t(3, size=shape).astype(np.float32)
+    if complex_input:
+        batch = (batch + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    whole = esd.gram_eigenvalues(batch, device="cpu")
+    monkeypatch.setattr(esd, "GRAM_BLOCK_BYTES", 40 * 16 * 7)  # blocks of 7 (complex) or 14 lines
+    blocked = esd.gram_eigenvalues(batch, device="cpu")
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12 * whole.max())
+    exact = np.linalg.svd(batch.astype(np.complex128 if complex_input else np.float64), compute_uv=False) ** 2
+    np.testing.assert_allclose(np.sort(blocked, axis=1), np.sort(exact, axis=1), rtol=1e-9, atol=1e-9 * exact.max())

@@ -78,11 +78,41 @@ def gram_eigenvalues(batch: np.ndarray, device: str = "auto", gram_dtype: str = 
     torch_device = _torch_device(device)
     if torch_device is not None:
         return _gram_eigenvalues_torch(batch, torch_device, gram_dtype)
-    x = np.asarray(batch, dtype=gemm_dtype)
-    xh = np.conj(np.swapaxes(x, 1, 2)) if np.iscomplexobj(x) else np.swapaxes(x, 1, 2)
-    gram = xh @ x if a >= b else x @ xh
-    evals = np.linalg.eigvalsh(gram.astype(solve_dtype, copy=False))
+    evals = np.linalg.eigvalsh(_gram(batch, gemm_dtype).astype(solve_dtype, copy=False))
     return np.maximum(evals, 0.0)
+
+
+# Widened bytes one Gram GEMM takes at a time. A stored float32 32000×4096 head widened whole to float64
+# is 1 GB beside the 0.5 GB it came from; summed over blocks of rows it costs one block plus the M×M
+# Gram (measured with benchmarks/large_model.py: that widening set the workers' peak memory).
+GRAM_BLOCK_BYTES = 64 << 20
+
+
+def _conj_t(x: np.ndarray) -> np.ndarray:
+    return np.conj(np.swapaxes(x, 1, 2)) if np.iscomplexobj(x) else np.swapaxes(x, 1, 2)
+
+
+def _gram(batch: np.ndarray, gemm_dtype: np.dtype) -> np.ndarray:
+    """XᴴX (tall) or XXᴴ (wide) per matrix, in ``gemm_dtype``; summed over blocks of the long side
+    when widening the whole batch would take more than ``GRAM_BLOCK_BYTES`` (same product, the
+    summation order differs only at round-off: ~1e-16 relative)."""
+    count, a, b = batch.shape
+    tall = a >= b
+    long_side, short_side = (a, b) if tall else (b, a)
+    per_line = count * short_side * np.dtype(gemm_dtype).itemsize
+    if batch.dtype == gemm_dtype or long_side * per_line <= GRAM_BLOCK_BYTES:
+        x = np.asarray(batch, dtype=gemm_dtype)
+        return _conj_t(x) @ x if tall else x @ _conj_t(x)
+    step = max(1, GRAM_BLOCK_BYTES // per_line)
+    gram = np.zeros((count, short_side, short_side), dtype=gemm_dtype)
+    for start in range(0, long_side, step):
+        if tall:
+            block = np.asarray(batch[:, start:start + step, :], dtype=gemm_dtype)
+            gram += _conj_t(block) @ block
+        else:
+            block = np.asarray(batch[:, :, start:start + step], dtype=gemm_dtype)
+            gram += block @ _conj_t(block)
+    return gram
 
 
 def _gram_eigenvalues_torch(batch: np.ndarray, device: str, gram_dtype: str) -> np.ndarray:
