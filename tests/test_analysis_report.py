@@ -245,3 +245,11 @@ def test_flags() -> None:
                            "log_spectral_norm": [1.0, 1.1, 0.9, -0.5, -9.0]})
     collapsed = flags.scale_collapse(models)
     assert collapsed["model_id"].tolist() == ["m4"] and collapsed["gap_decades"].iloc[0] == pytest.approx(1.5)
+
+
+def test_series_labels_of_models_without_a_dataset_name_no_nan(root: Path) -> None:
+    """A local zoo of Hub-style folders has no dataset: the label names the architecture only."""
+    layers = read_table(root, "layers").assign(dataset=None)
+    labels = list(choose_models(layers))
+    assert labels and all("nan" not in label and "None" not in label for label in labels)
+    assert labels[0].startswith(str(layers["architecture"].dropna().iloc[0]))

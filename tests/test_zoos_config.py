@@ -117,3 +117,18 @@ def test_analysis_options_are_resolved_once_and_overridable() -> None:
     assert changed.analysis == resolve_options("ww", conv_method="stacked", fit="PL")
     with pytest.raises(ConfigError, match="unknown preset 'fast'"):
         config.with_analysis("fast")
+
+
+def test_base_model_paths_are_relative_to_the_config_file_and_uris_stay(tmp_path: Path) -> None:
+    """``base_model:`` like ``path:``: a relative folder is the config's neighbour; a URI or auto is kept."""
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "base").mkdir()
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("zoos:\n  - {kind: local, path: zoo, base_model: base}\n"
+                   "  - {kind: local, path: zoo, base_model: 'hf:org/base'}\n"
+                   "  - {kind: hub, models: [org/tuned], base_model: auto}\n")
+    zoos = load_config(cfg).zoos
+    assert [z.options["base_model"] for z in zoos] == [str(tmp_path / "base"), "hf:org/base", "auto"]
+    cfg.write_text("zoos:\n  - {kind: local, path: zoo, base_model: missing-base}\n")
+    with pytest.raises(ConfigError, match="base_model"):
+        load_config(cfg)

@@ -98,7 +98,8 @@ def choose_models(layers: pd.DataFrame, models: Sequence[str] | None = None, max
         group = depth[mask].sort_values(["layer_index", "model_id"])
         positions = np.unique(np.round(np.linspace(0, len(group) - 1, min(per_series, len(group)))).astype(int))
         label_values = dict(zip(keys, key))
-        label = "/".join(str(label_values[k]) for k in ("dataset", "architecture"))
+        named = [str(label_values[k]) for k in ("dataset", "architecture") if not pd.isna(label_values.get(k))]
+        label = "/".join(named) or "no dataset or architecture"
         if "source" in label_values:
             label += f" [{label_values['source']}]"
         chosen[label] = group["model_id"].iloc[positions].tolist()

@@ -108,7 +108,7 @@ class HubZoo(Zoo):
         "models": "str_list", "author": "str", "library": "str", "pipeline_tag": "str", "search": "str",
         "sort": "str", "cache_dir": "path", "revision": "str", "allow_pickle": "bool",
         "dataset": "str", "task": "str", "max_listed": "int", "figures": "existing_path", "gguf_file": "str",
-        "base_model": "str", "download": "bool",
+        "base_model": "model_source", "download": "bool",
     }
     description = "Hugging Face Hub models (safetensors, read lazily; GGUF; offline from a local cache)"
 

@@ -84,7 +84,7 @@ class LocalZoo(Zoo):
     """Checkpoints in a local folder."""
 
     kind = "local"
-    options = {"path": "existing_path", "allow_pickle": "bool", "recursive": "bool", "base_model": "str"}
+    options = {"path": "existing_path", "allow_pickle": "bool", "recursive": "bool", "base_model": "model_source"}
     required = ("path",)
     description = "a folder of .safetensors/.pt/.pth/.th/.bin files and Hugging Face model folders"
 

@@ -70,6 +70,12 @@ def convert_option(value: Any, tag: str, base: Path, where: str) -> Any:
         return resolve_path(value, base, where, must_exist=False)
     if tag == "existing_path":
         return resolve_path(value, base, where, must_exist=True)
+    if tag == "model_source":  # "auto", a zoo URI (hf:org/name) or URL (s3://...), else a path like path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a path, a zoo URI or 'auto', got {value!r}")
+        if value == "auto" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
+            return value
+        return str(resolve_path(value, base, where, must_exist=True))
     if tag == "str":
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
