@@ -20,7 +20,6 @@ weight, then for an adapted one its ``adapter_delta`` and its ``merged`` W₀ + 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -33,7 +32,7 @@ import numpy as np
 
 from ww_ray.spectral.lowrank import LowRankFactors, lora_scale
 from ww_ray.weights import ADAPTER_DELTA, BASE, CONV1D, CONV2D, EMBEDDING, HF_CONV1D, LINEAR, MERGED, LayerWeight
-from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_digest, load_pickle
+from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_digest, load_pickle, read_json_object
 from ww_ray.zoos.names import depth_order_key
 from ww_ray.zoos.spec import ModelSpec
 
@@ -130,12 +129,7 @@ def _pattern(config: dict, key: str) -> dict:
 def read_adapter_config(folder: Path) -> AdapterConfig:
     """The validated LoRA config of an adapter folder; unsupported adapters raise ``CheckpointError``."""
     path = Path(folder) / ADAPTER_CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
+    config = read_json_object(path)
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise CheckpointError(f"{path}: peft_type {peft_type} is not analysed; only LoRA adapters (ΔW = scale·B·A) are")

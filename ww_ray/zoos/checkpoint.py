@@ -56,18 +56,22 @@ def is_hf_folder(path: Path) -> bool:
     )
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object (``config.json``, ``adapter_config.json``); anything else is a
+    ``CheckpointError`` naming the file."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return value
+
+
 def read_hf_config(folder: Path) -> dict[str, Any]:
     """The folder's ``config.json`` as a dict ({} when absent); a broken file is a CheckpointError."""
     config_path = Path(folder) / HF_CONFIG
-    if not config_path.is_file():
-        return {}
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path} does not hold a JSON object")
-    return config
+    return read_json_object(config_path) if config_path.is_file() else {}
 
 
 def checkpoint_files(path: str | Path, *, allow_pickle_in_folders: bool = False) -> list[Path]:

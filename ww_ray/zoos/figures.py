@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ww_ray.errors import ZooError
+from ww_ray.zoos.metadata import cell_number, cell_text
 from ww_ray.zoos.spec import MEASURES
 
 #: Prefix of a regression target that names a figure (``figure:glue/mrpc@validation:accuracy``).
@@ -171,7 +172,6 @@ _NOT_BENCHMARKS = set(_ID) | set(_REVISION) | {"params", "architecture", "type",
                                                "notes", "link", "url", "date", "hub_license", "submission_date"}
 # Numeric columns of leaderboard exports that describe the model, not a benchmark (#Params (B), Hub ❤️ ...).
 _DESCRIPTIVE = re.compile(r"param|size|like|download|hub|flag|moe|merge|availab|sha|date|co2|precision|license|type|rank")
-_MISSING = ("", "na", "n/a", "nan", "none", "null", "-")
 
 
 @dataclass(frozen=True)
@@ -210,16 +210,16 @@ def read_figures_csv(path: str | Path) -> FiguresTable:
                                    and not _DESCRIPTIVE.search(c.strip().lower())]
     rows: dict[tuple[str, str | None], list[Figure]] = {}
     for line, record in enumerate(records, start=2):
-        model_id = _text(record.get(id_column))
+        model_id = cell_text(record.get(id_column))
         if model_id is None:
             continue
-        revision = _text(record.get(revision_column)) if revision_column else None
-        extras = {key: _text(record.get(column)) if column else None for key, column in optional.items()}
+        revision = cell_text(record.get(revision_column)) if revision_column else None
+        extras = {key: cell_text(record.get(column)) if column else None for key, column in optional.items()}
         higher = _bool(extras["higher_is_better"], path, line)
         cells = [(record.get(benchmark_column), record.get(value_column))] if long_format \
             else [(column, record.get(column)) for column in wide]
         for benchmark, raw in cells:
-            value = _number(raw, path, line, value_column or str(benchmark), strict=long_format)
+            value = cell_number(raw, path, line, value_column or str(benchmark), strict=long_format)
             if value is None:
                 continue
             figure = make_figure(benchmark, extras["metric"] or "score", value, task=extras["task"],
@@ -227,28 +227,6 @@ def read_figures_csv(path: str | Path) -> FiguresTable:
             if figure is not None:
                 rows.setdefault((model_id, revision), []).append(figure)
     return FiguresTable(str(path), {key: tuple(figures) for key, figures in rows.items()})
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text.lower() in _MISSING else text
-
-
-def _number(value: Any, path: Path, line: int, column: str, strict: bool) -> float | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        number = float(text.rstrip("%").replace(",", ""))
-    except ValueError:
-        if not strict:
-            return None  # a text column of a wide export (model type, license ...) is not a benchmark
-        raise ZooError(f"{path}, line {line}: column {column!r} holds {text!r}, not a number") from None
-    if not math.isfinite(number):
-        raise ZooError(f"{path}, line {line}: column {column!r} holds {text!r}, not a finite number")
-    return number
 
 
 def _bool(text: str | None, path: Path, line: int) -> bool | None:

@@ -73,46 +73,51 @@ def read_metadata(path: str | Path) -> list[ModelMetadata]:
     measure_columns = {c: m for c in columns if c and (m := _measure_of(c))}
     out: list[ModelMetadata] = []
     for line, row in enumerate(rows, start=2):
-        model_id = _text(row.get(id_column))
+        model_id = cell_text(row.get(id_column))
         if model_id is None:
             continue
         figures: dict[str, float] = {}
         for column, measure in measure_columns.items():
-            value = _number(row.get(column), path, line, column)
+            value = cell_number(row.get(column), path, line, column)
             if value is None:
                 continue
             if measure in _ACCURACY_COLUMNS:
                 figures.setdefault(_ACCURACY_COLUMNS[measure], 100.0 - value)
             else:
                 figures[measure] = value
-        params = _number(row.get(picked["params"]) if picked["params"] else None, path, line, "params")
+        params = cell_number(row.get(picked["params"]) if picked["params"] else None, path, line, "params")
         out.append(ModelMetadata(
             model_id=model_id,
-            source=_text(row.get(picked["source"])) if picked["source"] else None,
-            architecture=_text(row.get(picked["architecture"])) if picked["architecture"] else None,
+            source=cell_text(row.get(picked["source"])) if picked["source"] else None,
+            architecture=cell_text(row.get(picked["architecture"])) if picked["architecture"] else None,
             dataset=normalize_dataset(row.get(picked["dataset"])) if picked["dataset"] else None,
-            task=_text(row.get(picked["task"])) if picked["task"] else None,
+            task=cell_text(row.get(picked["task"])) if picked["task"] else None,
             params=None if params is None else int(params),
             figures=figures,
-            note=_text(row.get(picked["note"])) if picked["note"] else None,
+            note=cell_text(row.get(picked["note"])) if picked["note"] else None,
         ))
     return out
 
 
-def _text(value: Any) -> str | None:
+def cell_text(value: Any) -> str | None:
+    """A CSV cell as text; None for an empty or missing-value cell (``na``, ``n/a``, ``nan``, ``-`` ...)."""
     if value is None:
         return None
     text = str(value).strip()
     return None if text.lower() in _MISSING else text
 
 
-def _number(value: Any, path: Path, line: int, column: str) -> float | None:
-    text = _text(value)
+def cell_number(value: Any, path: Path, line: int, column: str, strict: bool = True) -> float | None:
+    """A CSV cell as a finite number (``12.5%``, ``1,234`` accepted); None when empty. Text that is no
+    number is a ``ZooError`` naming the file, line and column, or None when not ``strict``."""
+    text = cell_text(value)
     if text is None:
         return None
     try:
         number = float(text.rstrip("%").replace(",", ""))
     except ValueError:
+        if not strict:
+            return None
         raise ZooError(f"{path}, line {line}: column {column!r} holds {text!r}, not a number") from None
     if not math.isfinite(number):
         raise ZooError(f"{path}, line {line}: column {column!r} holds {text!r}, not a finite number")
