@@ -1,14 +1,38 @@
 """Helpers for the engine tests: small synthetic zoos on disk, bad members, and dataset checks."""
 from __future__ import annotations
 
+import logging
+import os
 import pickle
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tests._zoos_util import CodeRunningPayload
+from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.store import read_table
+
+
+@contextmanager
+def local_ray_cluster(loads: int = 2, env: Mapping[str, str] | None = None) -> Iterator[object]:
+    """A real local Ray of 2 CPUs on 127.0.0.1 only, as ``ww-ray sweep`` starts it, for a test module;
+    ``env`` is set before it starts (its workers inherit it) and removed after."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ.update(env or {})
+    try:
+        with loopback_only():
+            ray.init(**local_init_options(2, loads=loads), logging_level=logging.WARNING)
+        yield ray
+    finally:
+        ray.shutdown()
+        for name in env or {}:
+            os.environ.pop(name, None)
 
 
 def write_dense_model(path: Path, shapes: list[tuple[int, int]], seed: int, fill: float | None = None) -> Path:

@@ -2,7 +2,6 @@
 ``weight_role``, equal to the in-process analysis, alone and with its base (zoo option ``base_model``)."""
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pandas as pd
@@ -10,10 +9,9 @@ import pytest
 
 import ww_ray
 from tests.test_adapters import make_adapter
-from tests._engine_util import write_dense_model
+from tests._engine_util import local_ray_cluster, write_dense_model
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.store import read_table
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -21,14 +19,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    with loopback_only():
-        ray.init(**local_init_options(2, loads=2), logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
+    with local_ray_cluster(loads=2) as ray:
+        yield ray
 
 
 def test_adapter_sweep_writes_delta_rows_with_weight_role(local_ray, tmp_path):

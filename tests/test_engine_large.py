@@ -8,7 +8,6 @@ process reads which tensor.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import threading
@@ -21,10 +20,9 @@ import pytest
 import torch
 
 import ww_ray
-from tests._engine_util import assert_one_terminal_row_each, models_frame
+from tests._engine_util import assert_one_terminal_row_each, local_ray_cluster, models_frame
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options
 from ww_ray.engine.shard_plan import plan_model
 from ww_ray.store import read_table
 from ww_ray.store.schema import LAYER_METRIC_FIELDS
@@ -78,15 +76,8 @@ def read_log(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_ray(read_log):
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    os.environ[READ_LOG_ENV] = str(read_log)
-    ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)  # workers inherit the log setting
-    yield ray
-    ray.shutdown()
-    os.environ.pop(READ_LOG_ENV, None)
+    with local_ray_cluster(loads=3, env={READ_LOG_ENV: str(read_log)}) as ray:  # workers inherit the log
+        yield ray
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ reads which tensor, by file and byte range.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -15,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests._engine_util import local_ray_cluster
 from tests._store_util import S3_BUCKET, moto_s3_server
 from tests.test_engine_large import LLAMA, _assert_rows_equal_analyze, write_hf_folder
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.engine.shard_plan import plan_model, read_layer_weights
 from ww_ray.zoos.tensor_index import READ_LOG_ENV
 
@@ -47,16 +46,8 @@ def s3_endpoint():
 
 @pytest.fixture(scope="module")
 def s3_ray(s3_endpoint, read_log):
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    os.environ[READ_LOG_ENV] = str(read_log)
-    with loopback_only():  # workers inherit the read log and the S3 credentials
-        ray.init(**local_init_options(2, loads=2), logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-    os.environ.pop(READ_LOG_ENV, None)
+    with local_ray_cluster(loads=2, env={READ_LOG_ENV: str(read_log)}) as ray:  # workers inherit the log
+        yield ray                                                                # and the S3 credentials
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ shared metadata CSV) and the MiniLM Hugging Face folder, and its numbers are che
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 import ww_ray
 from tests._engine_util import (
     assert_one_terminal_row_each,
+    local_ray_cluster,
     models_frame,
     write_code_running_pickle,
     write_dense_model,
@@ -29,7 +29,6 @@ from tests._engine_util import (
 )
 from ww_ray.config import parse_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.spectral.metrics import ANALYZER_VERSION
 from ww_ray.store import done_keys, read_manifests, read_table
 from ww_ray.store.schema import LAYER_METRIC_FIELDS
@@ -44,14 +43,8 @@ NUMERIC_METRICS = [f.name for f in LAYER_METRIC_FIELDS if f.name != "warning"]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    with loopback_only():  # what `ww-ray sweep` starts: on 127.0.0.1 only
-        ray.init(**local_init_options(2, loads=3), logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
+    with local_ray_cluster(loads=3) as ray:
+        yield ray
 
 
 def _config(tmp: Path, zoos: list[dict], **ray_knobs) -> object:

@@ -3,7 +3,6 @@ killed in the middle of a commit, the rerun resumes, the end-of-sweep compaction
 work on the bucket, and every model ends with exactly one ``models`` row."""
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests._engine_util import write_dense_zoo
+from tests._engine_util import local_ray_cluster, write_dense_zoo
 from tests._store_util import moto_s3_server, s3_uri
 from ww_ray.config import load_config
 from ww_ray.engine import run_config
-from ww_ray.engine.cluster import local_init_options, loopback_only
 from ww_ray.store import read_manifests, read_table, visible_files
 from ww_ray.store.paths import KILL_BEFORE_RENAME_ENV
 from ww_ray.store.snapshot import COMPACTED_SUFFIX
@@ -32,14 +30,8 @@ def s3_endpoint():
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    with loopback_only():
-        ray.init(**local_init_options(2, loads=2), logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
+    with local_ray_cluster(loads=2) as ray:
+        yield ray
 
 
 def test_sweep_into_s3_killed_mid_commit_then_resumed(local_ray, s3_endpoint, tmp_path: Path) -> None:

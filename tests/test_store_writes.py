@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ww_ray.store import (
-    StoreRoot, commit_model, new_run_id, open_dataset, read_manifests, read_table, resolve_root, write_manifest,
+    commit_model, new_run_id, open_dataset, read_manifests, read_table, resolve_root, write_manifest,
     write_regressions,
 )
 from ww_ray.store import paths as store_paths

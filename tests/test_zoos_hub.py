@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 from huggingface_hub.hf_api import ModelInfo
-from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
+from huggingface_hub.utils import SafetensorsRepoMetadata
 
 from tests._zoos_util import safetensors_header_metadata, make_hf_cache, tiny_gpt2
 from ww_ray.config import parse_config
