@@ -124,3 +124,31 @@ def test_option_labels_name_every_change_and_round_trip():
     assert options_from_label(tuned.label) == tuned
     rows = ww_ray.analyze(torch.nn.Linear(100, 200), conv_method="stacked", min_evals=0)
     assert set(rows["preset"]) == {"paper+conv_method=stacked,min_evals=0"}
+
+
+def test_batches_stay_within_the_flush_bound_and_rows_do_not_depend_on_it(monkeypatch):
+    """``api._batches`` cuts a batch before the layer that would take it past ``_FLUSH_BYTES``: no
+    batch is larger unless one layer alone is; the rows are the same as with one batch for all."""
+    from ww_ray import api
+    from ww_ray.weights import LayerWeight
+
+    rng = np.random.default_rng(3)
+    shapes = [(60, 40), (80, 40), (300, 200), (50, 30), (70, 20), (90, 45)]
+    weights = [LayerWeight(f"fc{i}", i, "linear", torch.from_numpy(rng.normal(size=s).astype(np.float32)).to(torch.bfloat16))
+               for i, s in enumerate(shapes)]
+    options = resolve_options("paper")
+    bound = 80 * 40 * 4 + 60 * 40 * 4 + 1000  # the first two layers fit, the 300×200 one is over the bound alone
+    monkeypatch.setattr(api, "_FLUSH_BYTES", bound)
+    batches = list(api._batches(iter(weights), options))
+    sizes = [sum(item.nbytes for item in batch) for batch in batches]
+    assert [[item.layer_name for item in batch] for batch in batches] == [
+        ["fc0", "fc1"], ["fc2"], ["fc3", "fc4", "fc5"]]
+    assert all(size <= bound for size, batch in zip(sizes, batches) if len(batch) > 1)
+    bounded = api.analyze_weights(iter(weights), options, threads=2)
+    monkeypatch.setattr(api, "_FLUSH_BYTES", 1 << 40)
+    whole = api.analyze_weights(iter(weights), options, threads=2)
+    for a, b in zip(bounded, whole):
+        for metric in ("lambda_max", "alpha", "log_norm", "alpha_weighted"):
+            assert a[metric] == pytest.approx(b[metric], rel=1e-12, nan_ok=True)
+    assert math.isfinite(bounded[2]["alpha"]) and bounded[2]["lambda_max"] > 0
+    assert [r["layer_name"] for r in bounded] == [f"fc{i}" for i in range(6)]

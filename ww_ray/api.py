@@ -18,12 +18,14 @@ lives here, in the loop over batches: the math in ``ww_ray.spectral`` does no I/
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
+from ww_ray.allocator import pin_mmap_threshold
 from ww_ray.errors import ModelSkipped
 from ww_ray.spectral.matrices import SpectralInput
 from ww_ray.spectral.metrics import compute_rows
@@ -67,15 +69,29 @@ def expensive_method_note(options: AnalysisOptions) -> str | None:
     return note + "; this can take minutes per model on a CPU"
 
 
+def _prepared_bytes(weight: LayerWeight) -> int:
+    """About what ``weight``'s prepared matrices will take: its elements at float32 (more for float64)."""
+    itemsize = getattr(getattr(weight.tensor, "dtype", None), "itemsize", 4)
+    return math.prod(weight.shape) * max(4, int(itemsize))
+
+
 def _batches(weights: Iterable[LayerWeight], options: AnalysisOptions,
              each_layer: bool = False) -> Iterator[list[SpectralInput]]:
+    """Prepared rows in batches of at most ``_FLUSH_BYTES`` (a larger layer is a batch of its own).
+
+    A batch is cut *before* the layer that would take it past the bound is prepared, so that the
+    layer's float32 matrices never sit beside a full batch while it is solved.
+    """
     pending: list[SpectralInput] = []
     pending_bytes = 0
     for weight in weights:
+        if pending and pending_bytes + _prepared_bytes(weight) > _FLUSH_BYTES:
+            yield pending
+            pending, pending_bytes = [], 0
         items = prepare_inputs([weight], options)
         pending.extend(items)
         pending_bytes += sum(item.nbytes for item in items)
-        if pending_bytes >= _FLUSH_BYTES or (each_layer and pending):
+        if each_layer:
             yield pending
             pending, pending_bytes = [], 0
     if pending:
@@ -91,6 +107,7 @@ def analyze_weights(weights: Iterable[LayerWeight], options: AnalysisOptions, de
     layer is its own batch, so that the calls come layer by layer (a conv layer's slices still share
     one batched eigen-solve).
     """
+    pin_mmap_threshold()  # freed matrices back to the OS (ww_ray.allocator)
     rows: list[dict[str, Any]] = []
     for batch in _batches(weights, options, each_layer=on_rows is not None):
         done = compute_rows(batch, options, device=device, threads=threads)

@@ -99,9 +99,12 @@ def _prepared_shards(weights, options: AnalysisOptions) -> Iterator[list]:
 
 
 def warm_up() -> str:
-    """Import what a load needs (torch, the zoos) so that the first model's clock does not pay for it."""
+    """Import what a load needs (torch, the zoos) so that the first model's clock does not pay for it;
+    pin the allocator's mmap threshold (``ww_ray.allocator``: freed checkpoints go back to the OS)."""
+    from ww_ray.allocator import pin_mmap_threshold
     from ww_ray.spectral import prepare  # noqa: F401
     from ww_ray.zoos.registry import zoo_kinds
 
+    pin_mmap_threshold()
     zoo_kinds()
     return socket.gethostname()

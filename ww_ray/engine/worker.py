@@ -27,7 +27,10 @@ class SpectralWorker:
         self.threads = max(1, int(threads))
         self.device = device
         self._limit_threads()
+        from ww_ray.allocator import pin_mmap_threshold
         from ww_ray.spectral import metrics  # noqa: F401  (import once, not on the first shard)
+
+        pin_mmap_threshold()  # freed matrices back to the OS between shards (ww_ray.allocator)
 
     def _limit_threads(self) -> None:
         from threadpoolctl import threadpool_limits

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ww_ray.spectral.esd import gram_eigenvalues
-from ww_ray.spectral.matrices import SpectralInput
+from ww_ray.spectral.matrices import SpectralInput, as_float64
 from ww_ray.spectral.presets import AnalysisOptions
 
 __all__ = ["LowRankFactors", "is_low_rank", "lora_scale", "lowrank_core", "lowrank_eigenvalues", "lowrank_inputs"]
@@ -37,12 +37,6 @@ def lora_scale(alpha: float, r: int, use_rslora: bool = False) -> float:
     if r <= 0:
         raise ValueError(f"LoRA rank must be positive, got r={r}")
     return float(alpha) / (math.sqrt(r) if use_rslora else r)
-
-
-def _as_float64(tensor: Any) -> np.ndarray:
-    if hasattr(tensor, "detach"):
-        tensor = tensor.detach().cpu().double().numpy()
-    return np.asarray(tensor, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,7 @@ class LowRankFactors:
 
     def dense(self) -> np.ndarray:
         """ΔW as an explicit float64 (out × in) matrix (for merging into a base weight)."""
-        return self.scale * (_as_float64(self.B) @ _as_float64(self.A))
+        return self.scale * (as_float64(self.B) @ as_float64(self.A))
 
 
 def is_low_rank(weight: Any) -> bool:
@@ -76,7 +70,7 @@ def is_low_rank(weight: Any) -> bool:
 
 def lowrank_core(factors: LowRankFactors) -> np.ndarray:
     """The core C = s·R_B·R_Aᵀ (at most r×r) whose singular values are ΔW's non-zero ones (float64)."""
-    b, a = _as_float64(factors.B), _as_float64(factors.A)
+    b, a = as_float64(factors.B), as_float64(factors.A)
     if b.ndim != 2 or a.ndim != 2:
         raise ValueError(f"low-rank factors must be 2-D, got B {b.shape} and A {a.shape}")
     if b.shape[1] != a.shape[0]:

@@ -20,6 +20,7 @@ exactly that (depthwise convs become out 1×1 blocks); ``grouped="ww"`` keeps We
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,20 @@ class SpectralInput:
     @property
     def nbytes(self) -> int:
         return 0 if self.matrices is None else int(self.matrices.nbytes)
+
+
+def as_float64(tensor: Any) -> np.ndarray:
+    """A torch tensor or array-like as a float64 numpy array (a copy unless it already is float64 numpy).
+
+    For exact arithmetic on weights — a LoRA ΔW = s·B·A, a fine-tune's W − W_base — before their spectra.
+
+    >>> import torch
+    >>> as_float64(torch.ones(2, 3, dtype=torch.bfloat16)).dtype, as_float64([[1, 2]]).dtype
+    (dtype('float64'), dtype('float64'))
+    """
+    if hasattr(tensor, "detach"):
+        return tensor.detach().cpu().double().numpy()
+    return np.asarray(tensor, dtype=np.float64)
 
 
 def _as_numpy(tensor) -> np.ndarray:

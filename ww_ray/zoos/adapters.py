@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ww_ray.spectral.lowrank import LowRankFactors, lora_scale
+from ww_ray.spectral.matrices import as_float64
 from ww_ray.weights import ADAPTER_DELTA, BASE, CONV1D, CONV2D, EMBEDDING, HF_CONV1D, LINEAR, MERGED, LayerWeight
 from ww_ray.zoos.checkpoint import CheckpointError, checkpoint_digest, load_pickle, read_json_object
 from ww_ray.zoos.names import depth_order_key
@@ -204,8 +205,7 @@ def adapter_weights(folder: str | Path, *, allow_pickle: bool = False) -> list[L
 
 def _merged(base: LayerWeight, delta: LowRankFactors) -> np.ndarray:
     """W₀ + ΔW in the base weight's stored orientation (Conv1D and embedding tables store ΔWᵀ)."""
-    tensor = base.tensor
-    w0 = tensor.detach().cpu().double().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float64)
+    w0 = as_float64(base.tensor)
     dense = delta.dense()
     if base.kind in (HF_CONV1D, EMBEDDING):
         dense = dense.T

@@ -18,10 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
 
-import numpy as np
-
+from ww_ray.spectral.matrices import as_float64
 from ww_ray.weights import BASE, DELTA_VS_BASE, WEIGHT, LayerWeight
 
 log = logging.getLogger(__name__)
@@ -77,12 +75,6 @@ def match_names(names: Iterable[str], base_names: Iterable[str]) -> dict[str, st
     return {n: out[n] for n in names if n in out}
 
 
-def _float64(tensor: Any) -> np.ndarray:
-    if hasattr(tensor, "detach"):
-        return tensor.detach().cpu().double().numpy()
-    return np.asarray(tensor, dtype=np.float64)
-
-
 def with_base_weights(weights: Iterable[LayerWeight], base_weights: Iterable[LayerWeight],
                       base_id: str) -> Iterator[LayerWeight]:
     """The fine-tune's weights, each paired one followed by its ``base`` weight and ``delta_vs_base``."""
@@ -99,5 +91,5 @@ def with_base_weights(weights: Iterable[LayerWeight], base_weights: Iterable[Lay
                         weight.shape, base_name, base.kind, base.shape)
             continue
         yield replace(base, name=weight.name, index=weight.index, role=BASE, base_model=base_id)
-        delta = _float64(weight.tensor) - _float64(base.tensor)
+        delta = as_float64(weight.tensor) - as_float64(base.tensor)
         yield replace(weight, role=DELTA_VS_BASE, base_model=base_id, tensor=delta)
