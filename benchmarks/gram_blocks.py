@@ -1,8 +1,9 @@
 """Peak memory and time of the Gram product of one large stored-float32 matrix: widened whole vs by row blocks.
 
 ``esd._gram`` sums the float64 Gram of a matrix whose float64 copy exceeds ``GRAM_BLOCK_BYTES``
-over blocks of rows instead of widening it whole. This prints, for LLM embedding/head/MLP shapes,
-the peak RSS and time of ``gram_eigenvalues`` widened whole and with each block size of
+over blocks of rows instead of widening it whole (a block never smaller than the Gram itself:
+``esd.gram_block_lines``). This prints, for LLM embedding/head/MLP shapes,
+the peak RSS and time of ``gram_eigenvalues`` widened whole and with each ``GRAM_BLOCK_BYTES`` of
 ``--blocks-mib``, each in a fresh process (so peaks do not mix), side by side in one run (``--repeat``
 alternating rounds, the fastest kept), and λmax's largest relative difference from the whole product
 (the same product up to round-off).

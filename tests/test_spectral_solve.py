@@ -119,8 +119,20 @@ def test_gram_summed_over_row_blocks_equals_the_whole_product(monkeypatch, shape
     if complex_input:
         batch = (batch + 1j * rng.standard_normal(shape)).astype(np.complex64)
     whole = esd.gram_eigenvalues(batch, device="cpu")
-    monkeypatch.setattr(esd, "GRAM_BLOCK_BYTES", 40 * 16 * 7)  # blocks of 7 (complex) or 14 lines
+    monkeypatch.setattr(esd, "GRAM_BLOCK_BYTES", 40 * 16 * 7)  # below the Gram's size: blocks of 40 lines
+    assert esd.gram_block_lines(shape[0], 300, 40, 16 if complex_input else 8) == 40
     blocked = esd.gram_eigenvalues(batch, device="cpu")
     np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12 * whole.max())
     exact = np.linalg.svd(batch.astype(np.complex128 if complex_input else np.float64), compute_uv=False) ** 2
     np.testing.assert_allclose(np.sort(blocked, axis=1), np.sort(exact, axis=1), rtol=1e-9, atol=1e-9 * exact.max())
+
+
+def test_gram_blocks_are_never_smaller_than_the_gram():
+    """Blocks hold at least M lines (the M×M Gram's own size) and a square matrix is widened whole."""
+    from ww_ray.spectral import esd
+
+    assert esd.gram_block_lines(1, 4096, 4096, 8) == 4096               # square: whole
+    assert esd.gram_block_lines(1, 11008, 4096, 8) == 4096              # 128 MiB Gram > 32 MiB bound
+    assert esd.gram_block_lines(1, 32000, 2048, 8) == 2048              # 32 MiB bound = 2048 lines
+    assert esd.gram_block_lines(1, 32000, 512, 8) == esd.GRAM_BLOCK_BYTES // (512 * 8)
+    assert esd.gram_block_lines(1, 5000, 512, 8) == 5000                # 20 MB widened: whole

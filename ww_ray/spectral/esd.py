@@ -82,12 +82,27 @@ def gram_eigenvalues(batch: np.ndarray, device: str = "auto", gram_dtype: str = 
     return np.maximum(evals, 0.0)
 
 
-# Widened bytes one Gram GEMM takes at a time. A stored float32 32000×4096 head widened whole to float64
-# is 1 GB beside the 0.5 GB it came from; summed over blocks of rows it costs one block plus the M×M
-# Gram (measured with benchmarks/large_model.py: that widening set the workers' peak memory). 32 MiB
-# rather than 64: one block per solve thread, and on the 1.1B benchmark the in-process peak fell from
-# 1.55 to 1.48 GB at the same speed (1024-row blocks of a 2048-wide matrix still keep the GEMM efficient).
+# Widened bytes one Gram GEMM takes at a time, at least: a block is never smaller than the M×M Gram
+# it is summed into. A stored float32 32000×4096 head widened whole to float64 is 1 GB beside the
+# 0.5 GB it came from; summed over blocks of rows it costs one block plus the Gram (measured with
+# benchmarks/large_model.py: that widening set the workers' peak memory). The floor of the Gram's own
+# size keeps blocks at M rows or more: smaller ones only cost time (each adds an M×M pass and a
+# thinner GEMM) for memory the Gram takes anyway, and a square matrix is widened whole
+# (benchmarks/gram_blocks.py, one BLAS thread: 4096×4096 whole 5.75 s, 32 MiB blocks 6.27 s and more
+# memory; 11008×4096: 128 MiB 8.65 s, 64 MiB 9.16 s, 32 MiB 9.70 s; 2048-wide shapes alike). 32 MiB
+# rather than the 64 first chosen: on the 1.1B benchmark the in-process peak fell 1.55 → 1.48 GB.
 GRAM_BLOCK_BYTES = 32 << 20
+
+
+def gram_block_lines(count: int, long_side: int, short_side: int, itemsize: int) -> int:
+    """Lines of the long side widened per block (``long_side``: widened whole).
+
+    >>> gram_block_lines(1, 32000, 2048, 8), gram_block_lines(1, 32000, 4096, 8), gram_block_lines(1, 4096, 4096, 8)
+    (2048, 4096, 4096)
+    """
+    per_line = count * short_side * itemsize
+    bound = max(GRAM_BLOCK_BYTES, count * short_side * short_side * itemsize)
+    return long_side if long_side * per_line <= bound else max(1, bound // per_line)
 
 
 def _conj_t(x: np.ndarray) -> np.ndarray:
@@ -96,16 +111,15 @@ def _conj_t(x: np.ndarray) -> np.ndarray:
 
 def _gram(batch: np.ndarray, gemm_dtype: np.dtype) -> np.ndarray:
     """XᴴX (tall) or XXᴴ (wide) per matrix, in ``gemm_dtype``; summed over blocks of the long side
-    when widening the whole batch would take more than ``GRAM_BLOCK_BYTES`` (same product, the
-    summation order differs only at round-off: ~1e-16 relative)."""
+    (``gram_block_lines``) when widening the whole batch would take more than ``GRAM_BLOCK_BYTES`` and
+    the Gram's own size (same product, the summation order differs only at round-off: ~1e-16 relative)."""
     count, a, b = batch.shape
     tall = a >= b
     long_side, short_side = (a, b) if tall else (b, a)
-    per_line = count * short_side * np.dtype(gemm_dtype).itemsize
-    if batch.dtype == gemm_dtype or long_side * per_line <= GRAM_BLOCK_BYTES:
+    step = gram_block_lines(count, long_side, short_side, np.dtype(gemm_dtype).itemsize)
+    if batch.dtype == gemm_dtype or step >= long_side:
         x = np.asarray(batch, dtype=gemm_dtype)
         return _conj_t(x) @ x if tall else x @ _conj_t(x)
-    step = max(1, GRAM_BLOCK_BYTES // per_line)
     gram = np.zeros((count, short_side, short_side), dtype=gemm_dtype)
     for start in range(0, long_side, step):
         if tall:
