@@ -9,7 +9,9 @@ is 16 MiB) lands in the heap, and the heaps of the solve threads fragment and ho
 in-process analysis of the 1.1B benchmark model grew from 1.19 to 1.99 GB resident between its
 first and last batch of the same size, and peaked at 2.27 GB. Setting the threshold explicitly
 turns the dynamic rise off (glibc's ``mallopt(3)``); with it pinned at 128 KiB the same run stayed
-at 1.20–1.35 GB between batches and peaked at 1.66 GB, in the same time.
+at 1.20–1.35 GB between batches and peaked at 1.66 GB, in the same time (an RSS probe per batch, one
+run each; ``benchmarks/large_model.py`` measures the resulting peaks: in-process 2.02 → 1.41 GB with
+this pin and ``api._batches``' cut, docs/design.md).
 
 ``pin_mmap_threshold()`` is what the analysing code calls (``api.analyze_weights`` and the Ray load
 and spectral workers); elsewhere it is a no-op (musl, macOS, Windows: no ``mallopt``), and

@@ -90,7 +90,8 @@ def gram_eigenvalues(batch: np.ndarray, device: str = "auto", gram_dtype: str = 
 # thinner GEMM) for memory the Gram takes anyway, and a square matrix is widened whole
 # (benchmarks/gram_blocks.py, one BLAS thread: 4096×4096 whole 5.75 s, 32 MiB blocks 6.27 s and more
 # memory; 11008×4096: 128 MiB 8.65 s, 64 MiB 9.16 s, 32 MiB 9.70 s; 2048-wide shapes alike). 32 MiB
-# rather than the 64 first chosen: on the 1.1B benchmark the in-process peak fell 1.55 → 1.48 GB.
+# rather than the 64 first chosen: one block per solve thread less (an RSS probe of the 1.1B benchmark's
+# in-process run, one run each, not kept in the repo: peak 1.55 → 1.48 GB).
 GRAM_BLOCK_BYTES = 32 << 20
 
 
